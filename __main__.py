@@ -1,0 +1,5 @@
+"""``python -m lazyfuse`` runs the command line."""
+
+from lazyfuse.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""The lazyfuse exception hierarchy.
+
+Every mistake a user can make raises a subclass of :class:`LazyFuseError` that also derives from the
+builtin a Python user would expect (``ValueError`` or ``TypeError``), so ``except ValueError`` keeps
+working.  Messages name the module path, the op, what was expected and what was given.
+"""
+
+from __future__ import annotations
+
+
+class LazyFuseError(Exception):
+    """Base class of every error lazyfuse raises on purpose."""
+
+
+class ConfigError(LazyFuseError, ValueError):
+    """A module or function was constructed with invalid arguments (``eps <= 0``, ...)."""
+
+
+class ShapeError(LazyFuseError, ValueError):
+    """An input or intermediate value has the wrong rank or size."""
+
+
+class DTypeError(LazyFuseError, TypeError):
+    """An input has a dtype the op cannot take (integer input, float64 into float32 params, ...)."""
+
+
+class UninitializedParameterError(LazyFuseError, ValueError):
+    """A lazy module's parameter or buffer was read before its size was known."""
+
+
+class StateDictError(LazyFuseError, ValueError):
+    """``load_state_dict`` found missing, unexpected or mis-shaped entries (nothing was loaded)."""
+
+
+class TraceError(LazyFuseError, TypeError):
+    """The tracer met Python it cannot record (control flow on a symbolic value, ...)."""
+
+
+class IRError(LazyFuseError, ValueError):
+    """A graph is malformed: parse errors and verifier failures."""
+
+
+class IRParseError(IRError):
+    """The IR text could not be parsed."""
+
+
+class VerifierError(IRError):
+    """A graph broke an IR invariant (the verifier's finding)."""
+
+
+class InferenceError(ShapeError):
+    """Shape inference could not resolve or reconcile a dim."""
+
+
+class CompileError(LazyFuseError, ValueError):
+    """A backend could not compile a graph."""
+
+
+__all__ = [
+    "LazyFuseError",
+    "ConfigError",
+    "ShapeError",
+    "DTypeError",
+    "UninitializedParameterError",
+    "StateDictError",
+    "TraceError",
+    "IRError",
+    "IRParseError",
+    "VerifierError",
+    "InferenceError",
+    "CompileError",
+]

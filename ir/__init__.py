@@ -1,0 +1,1 @@
+"""lazyfuse.ir."""
