@@ -1,0 +1,414 @@
+"""``Module``: the PyTorch-style base class (registration, traversal, state_dict, train/eval, repr)."""
+
+from __future__ import annotations
+
+import contextvars
+import weakref
+from collections import OrderedDict, namedtuple
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from lazyfuse.errors import ConfigError
+
+from .parameter import Parameter, UninitializedParameter, _Uninitialized, is_uninitialized
+
+# The tracer sets this to a callable ``(module, args, kwargs) -> result``; ``Module.__call__`` then
+# hands the call to it instead of running ``forward``.
+CALL_INTERCEPTOR: contextvars.ContextVar[Callable | None] = contextvars.ContextVar(
+    "lazyfuse_call_interceptor", default=None
+)
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def module_path(module: Module) -> str:
+    """Dotted path of ``module`` from its root (``"layers.2"``); ``""`` for a root module.
+
+    Modules learn their parent when they are registered; a module registered in several places
+    reports the most recent one.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    m: Module | None = module
+    while m is not None and id(m) not in seen:
+        seen.add(id(m))
+        parent_ref = m.__dict__.get("_parent")
+        parent = parent_ref() if parent_ref is not None else None
+        if parent is None or parent._modules.get(m._name) is not m:
+            break
+        parts.append(m._name)
+        m = parent
+    return ".".join(reversed(parts))
+
+
+def describe(module: Module) -> str:
+    """How error messages name a module: ``module 'fc1' (Linear)``, or ``module Linear`` for a root."""
+    path = module_path(module)
+    cls = type(module).__name__
+    return f"module '{path}' ({cls})" if path else f"module {cls}"
+
+
+def _check_float_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in FLOAT_DTYPES:
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
+def _indent(text: str, n: int) -> str:
+    lines = text.split("\n")
+    return "\n".join([lines[0]] + [" " * n + line for line in lines[1:]])
+
+
+class Module:
+    """Base class of every lazyfuse layer; subclass it and define ``forward`` like in PyTorch."""
+
+    def __init__(self) -> None:
+        d = self.__dict__
+        d["training"] = True
+        d["_parameters"] = {}
+        d["_buffers"] = {}
+        d["_non_persistent_buffers"] = set()
+        d["_modules"] = {}
+        d["_parent"] = None
+        d["_name"] = None
+
+    # ------------------------------------------------------------------ calling
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} has no forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        interceptor = CALL_INTERCEPTOR.get()
+        if interceptor is not None:
+            return interceptor(self, args, kwargs)
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------------ registration
+    def _require_init(self) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"call Module.__init__() in {type(self).__name__}.__init__ first")
+
+    def _adopt(self, name: str, module: Module) -> None:
+        # The first live owner that still holds the module keeps it, so that slicing a Sequential
+        # (which re-registers the children in a temporary container) does not change their paths.
+        ref = module.__dict__.get("_parent")
+        owner = ref() if ref is not None else None
+        if owner is not None and owner is not self and owner._modules.get(module._name) is module:
+            return
+        module.__dict__["_parent"] = weakref.ref(self)
+        module.__dict__["_name"] = name
+
+    def register_parameter(self, name: str, param: Parameter | _Uninitialized | None) -> None:
+        """Register ``param`` (a :class:`Parameter`, placeholder or ``None``) under ``name``."""
+        self._require_init()
+        if not isinstance(name, str) or not name or "." in name:
+            raise ConfigError(f"parameter name must be a non-empty string without '.', got {name!r}")
+        if param is not None and not isinstance(param, (Parameter, _Uninitialized)):
+            raise ConfigError(
+                f"cannot assign {type(param).__name__} as parameter '{name}' of {describe(self)} "
+                "(lazyfuse.nn.Parameter or None expected)"
+            )
+        self._forget(name, self._parameters)
+        if isinstance(param, _Uninitialized):
+            param._bind(self, name)
+        self._parameters[name] = param
+
+    def register_buffer(
+        self, name: str, tensor: np.ndarray | _Uninitialized | None, persistent: bool = True
+    ) -> None:
+        """Register an array (or ``None``) as buffer ``name``; persistent buffers go in the state_dict."""
+        self._require_init()
+        if not isinstance(name, str) or not name or "." in name:
+            raise ConfigError(f"buffer name must be a non-empty string without '.', got {name!r}")
+        if tensor is not None and not isinstance(tensor, (np.ndarray, _Uninitialized)):
+            raise ConfigError(
+                f"cannot assign {type(tensor).__name__} as buffer '{name}' of {describe(self)} "
+                "(np.ndarray or None expected)"
+            )
+        self._forget(name, self._buffers)
+        if isinstance(tensor, _Uninitialized):
+            tensor._bind(self, name)
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers.discard(name)
+        else:
+            self._non_persistent_buffers.add(name)
+
+    def register_module(self, name: str, module: Module | None) -> None:
+        """Register a sub-module under ``name`` (``add_module`` is an alias)."""
+        self._require_init()
+        if not isinstance(name, str) or not name or "." in name:
+            raise ConfigError(f"module name must be a non-empty string without '.', got {name!r}")
+        if module is not None and not isinstance(module, Module):
+            raise ConfigError(f"{type(module).__name__} is not a lazyfuse.nn.Module subclass")
+        self._forget(name, self._modules)
+        if module is not None:
+            self._adopt(name, module)
+        self._modules[name] = module
+
+    add_module = register_module
+
+    def _forget(self, name: str, keep: dict) -> None:
+        """Drop ``name`` from every store but ``keep`` (re-assigning keeps the entry's position)."""
+        for store in (self._parameters, self._buffers, self._modules):
+            if store is not keep:
+                store.pop(name, None)
+        if keep is not self._buffers:
+            self._non_persistent_buffers.discard(name)
+        self.__dict__.pop(name, None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        d = self.__dict__
+        if isinstance(value, (Parameter, UninitializedParameter)):
+            self.register_parameter(name, value)
+        elif isinstance(value, Module):
+            self.register_module(name, value)
+        elif "_parameters" in d and name in self._parameters:
+            self.register_parameter(name, value)  # None, or raises for a plain array
+        elif "_buffers" in d and name in self._buffers:
+            self.register_buffer(name, value, persistent=name not in self._non_persistent_buffers)
+        elif "_modules" in d and name in self._modules:
+            self.register_module(name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        d = self.__dict__
+        for store in ("_parameters", "_buffers", "_modules"):
+            if store in d and name in d[store]:
+                return d[store][name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name: str) -> None:
+        for store in (self._parameters, self._buffers, self._modules):
+            if name in store:
+                del store[name]
+                self._non_persistent_buffers.discard(name)
+                return
+        object.__delattr__(self, name)
+
+    def __dir__(self) -> list[str]:
+        return sorted(
+            set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules)
+        )
+
+    # ------------------------------------------------------------------ pickling / deepcopy
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_parent"] = None  # a weakref; re-bound by the parent's __setstate__
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        for name, child in self._modules.items():
+            if child is not None:
+                self._adopt(name, child)
+        for store in (self._parameters, self._buffers):
+            for name, value in store.items():
+                if isinstance(value, _Uninitialized):
+                    value._bind(self, name)
+
+    # ------------------------------------------------------------------ traversal
+    def named_modules(
+        self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
+        """Yield ``(path, module)`` for this module and every descendant, depth first."""
+        if memo is None:
+            memo = set()
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
+        yield prefix, self
+        for name, child in self._modules.items():
+            if child is None:
+                continue
+            sub = f"{prefix}.{name}" if prefix else name
+            yield from child.named_modules(memo, sub, remove_duplicate)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        seen: set[int] = set()
+        for name, child in self._modules.items():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
+
+    def children(self) -> Iterator[Module]:
+        for _, m in self.named_children():
+            yield m
+
+    def _named_members(
+        self, store: str, prefix: str, recurse: bool, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Any]]:
+        modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
+        seen: set[int] = set()
+        for mod_prefix, mod in modules:
+            for name, value in getattr(mod, store).items():
+                if value is None:
+                    continue
+                if remove_duplicate:
+                    if id(value) in seen:
+                        continue
+                    seen.add(id(value))
+                yield (f"{mod_prefix}.{name}" if mod_prefix else name), value
+
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
+        yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
+
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(recurse=recurse):
+            yield p
+
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
+
+    def buffers(self, recurse: bool = True) -> Iterator[np.ndarray]:
+        for _, b in self.named_buffers(recurse=recurse):
+            yield b
+
+    def has_uninitialized_params(self) -> bool:
+        """True if this module or any descendant still holds an uninitialized parameter or buffer."""
+        return any(is_uninitialized(v) for v in self.parameters()) or any(
+            is_uninitialized(v) for v in self.buffers()
+        )
+
+    def get_submodule(self, target: str) -> Module:
+        """The descendant at dotted path ``target`` (``""`` is this module)."""
+        if target == "":
+            return self
+        mod: Module = self
+        walked: list[str] = []
+        for item in target.split("."):
+            child = mod._modules.get(item)
+            if child is None:
+                where = ".".join(walked) or type(self).__name__
+                raise AttributeError(f"{type(mod).__name__} ('{where}') has no submodule '{item}'")
+            mod = child
+            walked.append(item)
+        return mod
+
+    def _get_member(self, target: str, store: str, kind: str) -> Any:
+        mod_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(mod_path)
+        if name not in getattr(mod, store):
+            raise AttributeError(f"{type(mod).__name__} has no {kind} '{name}' (target '{target}')")
+        return getattr(mod, store)[name]
+
+    def get_parameter(self, target: str) -> Parameter:
+        """The parameter at dotted path ``target`` (``"fc1.weight"``)."""
+        return self._get_member(target, "_parameters", "parameter")
+
+    def get_buffer(self, target: str) -> np.ndarray:
+        """The buffer at dotted path ``target`` (``"bn1.running_mean"``)."""
+        return self._get_member(target, "_buffers", "buffer")
+
+    def apply(self, fn: Callable[[Module], Any]) -> Module:
+        """Call ``fn`` on every child (recursively) and then on this module; returns ``self``."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # ------------------------------------------------------------------ modes and dtypes
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode on this module and its descendants; returns ``self``."""
+        if not isinstance(mode, bool):
+            raise ConfigError(f"training mode is expected to be a bool, got {type(mode).__name__}")
+        self.training = mode
+        for child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self) -> Module:
+        """Equivalent to ``train(False)``."""
+        return self.train(False)
+
+    def to(self, dtype: Any) -> Module:
+        """Convert floating-point parameters and buffers to ``dtype`` (float32 or float64).
+
+        Arrays are replaced by converted copies (NumPy cannot change an array's dtype in place);
+        ``num_batches_tracked`` stays int64.
+        """
+        dt = _check_float_dtype(dtype)
+        for mod in self.modules():
+            for store in (mod._parameters, mod._buffers):
+                for name, value in store.items():
+                    if isinstance(value, _Uninitialized):
+                        value._dtype = dt
+                    elif value is not None and value.dtype.kind == "f" and value.dtype != dt:
+                        new = value.astype(dt)
+                        store[name] = Parameter(new) if isinstance(value, Parameter) else new
+        return self
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    # ------------------------------------------------------------------ state dict
+    def state_dict(
+        self, destination: dict | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> OrderedDict:
+        """Parameters and persistent buffers by dotted name.
+
+        Values share memory with the module (like PyTorch's detached tensors); unresolved lazy
+        entries are their placeholders.  ``keep_vars=True`` returns the :class:`Parameter` objects.
+        """
+        out = OrderedDict() if destination is None else destination
+        for mod_prefix, mod in self.named_modules(prefix=prefix.rstrip(".")):
+            pre = f"{mod_prefix}." if mod_prefix else ""
+            for name, p in mod._parameters.items():
+                if p is not None:
+                    out[pre + name] = p if keep_vars or is_uninitialized(p) else np.asarray(p)
+            for name, b in mod._buffers.items():
+                if b is not None and name not in mod._non_persistent_buffers:
+                    out[pre + name] = b
+        return out
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True) -> IncompatibleKeys:
+        """Copy ``state_dict`` into this module's arrays in place (atomic: on any error nothing changes).
+
+        See :mod:`lazyfuse.frontends.nn.state` for the rules (lazy resolution, shape checks).
+        """
+        from .state import load_state_dict
+
+        return load_state_dict(self, state_dict, strict)
+
+    # ------------------------------------------------------------------ repr
+    def extra_repr(self) -> str:
+        return ""
+
+    def _get_name(self) -> str:
+        return type(self).__name__
+
+    def _child_repr_lines(self) -> list[str]:
+        return [f"({name}): " + _indent(repr(m), 2) for name, m in self._modules.items()]
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = self._child_repr_lines()
+        lines = extra_lines + child_lines
+        body = ""
+        if lines:
+            if len(extra_lines) == 1 and not child_lines:
+                body = extra_lines[0]
+            else:
+                body = "\n  " + "\n  ".join(lines) + "\n"
+        return f"{self._get_name()}({body})"
