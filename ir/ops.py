@@ -1,0 +1,394 @@
+"""The op table: one :class:`OpDef` per op with its attribute schema, arity, shape rule and NumPy
+reference implementation.
+
+A shape rule ``rule(attrs, in_types) -> ShapeResult`` works on symbolic dims and ``?``: it returns
+the output type, the attrs with lazy entries resolved (``in_features=?`` -> ``784``) and refined
+operand types (a lazy weight ``f32[10,?]`` -> ``f32[10,256]``).  It raises :class:`InferenceError`
+with expected vs got; the pass adds the module path and source line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lazyfuse.errors import InferenceError, ShapeError
+
+from .types import UNKNOWN, Dim, Sym, TensorType, dim_prod, exact_div, i64, is_dim
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class AttrSpec:
+    """One attribute: its kind (see :func:`check_attr`) and default (``REQUIRED`` if none)."""
+
+    kind: str
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass
+class ShapeResult:
+    """What a shape rule returns: output type, resolved attrs, refined operand types by index."""
+
+    out: TensorType
+    attrs: dict[str, Any]
+    inputs: dict[int, TensorType] = field(default_factory=dict)
+
+
+ShapeRule = Callable[[dict[str, Any], list[TensorType]], ShapeResult]
+Impl = Callable[..., np.ndarray]
+
+
+@dataclass
+class OpDef:
+    """An op: ``attrs`` schema, ``arity`` (int or ``fn(attrs) -> (min, max)``), ``shape_rule``,
+    ``impl(attrs, *arrays, training) -> ndarray`` and ``kind`` ("source", "output", "compute",
+    "fused")."""
+
+    name: str
+    attrs: dict[str, AttrSpec]
+    arity: int | Callable[[dict[str, Any]], tuple[int, int] | int]
+    shape_rule: ShapeRule | None
+    impl: Impl | None
+    kind: str = "compute"
+
+    def arity_range(self, attrs: dict[str, Any]) -> tuple[int, int]:
+        """``(min, max)`` number of operands for these attrs."""
+        a = self.arity(attrs) if callable(self.arity) else self.arity
+        return (a, a) if isinstance(a, int) else (int(a[0]), int(a[1]))
+
+    def with_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        out = {k: s.default for k, s in self.attrs.items() if not s.required}
+        out.update(attrs)
+        return out
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def register_op(opdef: OpDef, replace: bool = False) -> OpDef:
+    """Add ``opdef`` to :data:`OPS` (``replace=True`` to overwrite an existing op)."""
+    if opdef.name in OPS and not replace:
+        raise ValueError(f"op {opdef.name!r} is already registered")
+    OPS[opdef.name] = opdef
+    return opdef
+
+
+# ------------------------------------------------------------------------------------ attr checks
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_KIND_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "int": _is_int,
+    "dim": is_dim,
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "float?": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "str?": lambda v: v is None or isinstance(v, str),
+    "shape": lambda v: isinstance(v, tuple) and all(is_dim(d) and d is not UNKNOWN for d in v),
+    "strs": lambda v: isinstance(v, tuple) and all(isinstance(s, str) for s in v),
+    "any": lambda v: True,
+}
+
+
+def check_attrs(opdef: OpDef, attrs: dict[str, Any]) -> list[str]:
+    """Problems with ``attrs`` against the op's schema (empty list when fine)."""
+    problems = []
+    for k, spec in opdef.attrs.items():
+        if k not in attrs:
+            if spec.required:
+                problems.append(f"missing attr {k!r}")
+            continue
+        if not _KIND_CHECKS[spec.kind](attrs[k]):
+            problems.append(f"attr {k}={attrs[k]!r} is not a valid {spec.kind}")
+    for k in attrs:
+        if k not in opdef.attrs:
+            problems.append(f"unexpected attr {k!r}")
+    return problems
+
+
+# ------------------------------------------------------------------------------------ dim helpers
+def _syms_of(d: Dim) -> str:
+    return ", ".join(dict.fromkeys(d.names)) if isinstance(d, Sym) else ""
+
+
+def resolve_lazy(what: str, candidates: list[tuple[str, Dim]], lazy_hint: str) -> Dim:
+    """Reconcile the sources of one size (attr, operand dims, input dim).
+
+    ``?`` entries give way to known ones; known entries must agree exactly.  A size that is only
+    known as a symbolic dim cannot size a parameter: the error names the symbol.
+    """
+    known = [(src, d) for src, d in candidates if d is not UNKNOWN]
+    if not known:
+        return UNKNOWN
+    src0, d0 = known[0]
+    for src, d in known[1:]:
+        if d != d0:
+            raise InferenceError(f"{what} mismatch: expected {d0} ({src0}), got {d} ({src})")
+    if isinstance(d0, Sym):
+        raise InferenceError(
+            f"{what} would have to equal the symbolic dim {d0} ({src0}), but {lazy_hint} needs a "
+            f"concrete size; give symbol {_syms_of(d0)} a concrete size in the input spec"
+        )
+    return d0
+
+
+def _same_dtype(op: str, types: list[TensorType]) -> None:
+    dts = {t.dtype for t in types}
+    if len(dts) > 1:
+        raise InferenceError(f"{op}: dtype mismatch: operands have dtypes "
+                             + ", ".join(str(t) for t in types))
+
+
+def _refine(t: TensorType, shape: tuple[Dim, ...], inputs: dict[int, TensorType], i: int) -> None:
+    if t.shape != shape:
+        inputs[i] = t.with_shape(shape)
+
+
+def _check_operand(op: str, what: str, t: TensorType, expected: tuple[Dim, ...]) -> None:
+    ok = t.rank == len(expected) and all(
+        a is UNKNOWN or b is UNKNOWN or a == b for a, b in zip(t.shape, expected))
+    if not ok:
+        exp = f"{t.dtype.short}[{','.join(map(str, expected))}]"
+        raise InferenceError(f"{op}: {what} has type {t}, expected {exp}")
+
+
+# ---------------------------------------------------------------------------------- shape rules
+def _linear_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
+    x, w = ts[0], ts[1]
+    _same_dtype("linear", ts)
+    if x.rank < 1:
+        raise InferenceError(f"linear: expected an input of shape (*, in_features), got {x}")
+    if w.rank != 2:
+        raise InferenceError(f"linear: expected a weight of shape (out_features, in_features), got {w}")
+    out_f = resolve_lazy("linear out_features", [("out_features", attrs["out_features"]),
+                                                 ("weight dim 0", w.shape[0])], "the weight")
+    in_f = resolve_lazy("linear in_features", [("in_features", attrs["in_features"]),
+                                               ("weight dim 1", w.shape[1]),
+                                               ("input last dim", x.shape[-1])],
+                        "LazyLinear's in_features")
+    refined: dict[int, TensorType] = {}
+    _refine(w, (out_f, in_f), refined, 1)
+    has_bias = attrs["bias"]
+    if has_bias:
+        if len(ts) != 3:
+            raise InferenceError("linear: bias=true needs a bias operand")
+        _check_operand("linear", "bias", ts[2], (out_f,))
+        _refine(ts[2], (out_f,), refined, 2)
+    new_attrs = dict(attrs, in_features=in_f, out_features=out_f)
+    return ShapeResult(x.with_shape(x.shape[:-1] + (out_f,)), new_attrs, refined)
+
+
+def _bn_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
+    x = ts[0]
+    if x.rank not in (2, 3):
+        raise InferenceError(f"batch_norm: expected an input of shape (N,C) or (N,C,L), got {x}")
+    c = resolve_lazy("batch_norm num_features",
+                     [("num_features", attrs["num_features"]), ("input dim 1", x.shape[1])]
+                     + [(f"operand {i} dim 0", t.shape[0]) for i, t in enumerate(ts[1:5], 1) if t.rank == 1],
+                     "LazyBatchNorm1d's num_features")
+    refined: dict[int, TensorType] = {}
+    names = _bn_operand_names(attrs)
+    for i, (name, t) in enumerate(zip(names, ts[1:]), 1):
+        if name == "num_batches_tracked":
+            if t.rank != 0 or t.dtype != i64:
+                raise InferenceError(f"batch_norm: num_batches_tracked has type {t}, expected i64[]")
+            continue
+        if t.dtype != x.dtype:
+            raise InferenceError(f"batch_norm: dtype mismatch: {name} is {t}, input is {x}")
+        _check_operand("batch_norm", name, t, (c,))
+        _refine(t, (c,), refined, i)
+    shape = list(x.shape)
+    shape[1] = c
+    return ShapeResult(x.with_shape(shape), dict(attrs, num_features=c), refined)
+
+
+def _bn_operand_names(attrs: dict[str, Any]) -> list[str]:
+    names = []
+    if attrs.get("affine", True):
+        names += ["weight", "bias"]
+    if attrs.get("track_running_stats", True):
+        names += ["running_mean", "running_var", "num_batches_tracked"]
+    return names
+
+
+def _bn_arity(attrs: dict[str, Any]) -> int:
+    return 1 + len(_bn_operand_names(attrs))
+
+
+def _relu_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
+    return ShapeResult(ts[0], dict(attrs))
+
+
+def _norm_axis(op: str, d: int, rank: int) -> int:
+    if not -rank <= d < rank:
+        raise InferenceError(f"{op}: dim {d} is out of range for rank {rank} (expected {-rank}..{rank - 1})")
+    return d % rank
+
+
+def _flatten_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
+    x = ts[0]
+    if x.rank == 0:
+        return ShapeResult(x.with_shape((1,)), dict(attrs))
+    s = _norm_axis("flatten", attrs["start_dim"], x.rank)
+    e = _norm_axis("flatten", attrs["end_dim"], x.rank)
+    if s > e:
+        raise InferenceError(f"flatten: start_dim ({attrs['start_dim']}) comes after end_dim "
+                             f"({attrs['end_dim']}) for input {x}")
+    shape = x.shape[:s] + (dim_prod(x.shape[s:e + 1]),) + x.shape[e + 1:]
+    return ShapeResult(x.with_shape(shape), dict(attrs))
+
+
+def _reshape_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
+    x = ts[0]
+    target = tuple(attrs["shape"])
+    if sum(1 for d in target if d == -1) > 1:
+        raise InferenceError(f"reshape: only one dim can be -1, got shape {target}")
+    for d in target:
+        if isinstance(d, int) and d != -1 and d <= 0:
+            raise InferenceError(f"reshape: bad size {d} in shape {target}")
+    numel = x.numel()
+    known = dim_prod(d for d in target if d != -1)
+    if -1 in target:
+        if numel is UNKNOWN:
+            fill: Dim = UNKNOWN
+        else:
+            try:
+                fill = exact_div(numel, known)
+            except InferenceError:
+                raise InferenceError(
+                    f"reshape: cannot infer -1 in shape {target}: input {x} has {numel} elements, "
+                    f"which is not divisible by {known}") from None
+        shape = tuple(fill if d == -1 else d for d in target)
+    else:
+        if numel is not UNKNOWN and numel != known:
+            raise InferenceError(f"reshape: shape {target} has {known} elements, input {x} has {numel}")
+        shape = target
+    return ShapeResult(x.with_shape(shape), dict(attrs))
+
+
+def _broadcast_dim(a: Dim, b: Dim, ta: TensorType, tb: TensorType) -> Dim:
+    if a == b:
+        return a
+    if a == 1:
+        return b
+    if b == 1:
+        return a
+    if a is UNKNOWN:
+        return b
+    if b is UNKNOWN:
+        return a
+    raise InferenceError(f"add: shapes do not broadcast: {ta} and {tb} (dims {a} and {b})")
+
+
+def _add_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
+    a, b = ts
+    _same_dtype("add", ts)
+    rank = max(a.rank, b.rank)
+    pa = (1,) * (rank - a.rank) + a.shape
+    pb = (1,) * (rank - b.rank) + b.shape
+    return ShapeResult(a.with_shape(tuple(_broadcast_dim(x, y, a, b) for x, y in zip(pa, pb))), dict(attrs))
+
+
+# ------------------------------------------------------------------------------------- impls
+def _linear_impl(attrs: dict[str, Any], x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
+                 training: bool = False) -> np.ndarray:
+    out = np.matmul(x, np.asarray(w).T)
+    if b is not None:
+        out = out + np.asarray(b)
+    return out.astype(x.dtype, copy=False)
+
+
+def _bn_impl(attrs: dict[str, Any], x: np.ndarray, *state: np.ndarray, training: bool = False) -> np.ndarray:
+    """PyTorch's BatchNorm1d forward; running stats and ``num_batches_tracked`` update in place."""
+    from lazyfuse.frontends.nn import functional as F
+
+    named = dict(zip(_bn_operand_names(attrs), state))
+    track = attrs.get("track_running_stats", True)
+    use_batch_stats = training or not track
+    momentum = attrs.get("momentum", 0.1)
+    if training and track:
+        F.check_batch_size(x, "batch_norm")
+        nbt = named["num_batches_tracked"]
+        nbt += 1  # in place: a 0-d int64 array
+        momentum = 1.0 / float(nbt) if momentum is None else momentum
+    return F.batch_norm(x, named.get("running_mean"), named.get("running_var"), named.get("weight"),
+                        named.get("bias"), training=use_batch_stats,
+                        momentum=0.0 if momentum is None else momentum, eps=attrs.get("eps", 1e-5))
+
+
+def _flatten_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False) -> np.ndarray:
+    if x.ndim == 0:
+        return x.reshape(1)
+    s, e = attrs["start_dim"] % x.ndim, attrs["end_dim"] % x.ndim
+    return x.reshape(x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:])
+
+
+def _reshape_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False) -> np.ndarray:
+    # A symbolic entry is known only through the input's size: it becomes the single -1.
+    shape = tuple(attrs["shape"])
+    free = [i for i, d in enumerate(shape) if isinstance(d, Sym) or d == -1]
+    if len(free) > 1:
+        raise ShapeError(f"reshape: cannot evaluate shape {shape} with more than one symbolic/-1 "
+                         f"entry for input of shape {x.shape}")
+    return x.reshape(tuple(-1 if i in free else d for i, d in enumerate(shape)))
+
+
+def _relu_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False) -> np.ndarray:
+    return np.maximum(x, x.dtype.type(0))
+
+
+def _add_impl(attrs: dict[str, Any], a: np.ndarray, b: np.ndarray, training: bool = False) -> np.ndarray:
+    return np.add(a, b)
+
+
+# ------------------------------------------------------------------------------------- table
+register_op(OpDef("input", {"index": AttrSpec("int")}, 0, None, None, kind="source"))
+register_op(OpDef("param", {"target": AttrSpec("str")}, 0, None, None, kind="source"))
+register_op(OpDef("buffer", {"target": AttrSpec("str")}, 0, None, None, kind="source"))
+register_op(OpDef("output", {}, (1, 1 << 30), None, None, kind="output"))
+register_op(OpDef(
+    "linear",
+    {"in_features": AttrSpec("dim"), "out_features": AttrSpec("int"), "bias": AttrSpec("bool", True)},
+    lambda a: 3 if a.get("bias", True) else 2, _linear_rule, _linear_impl))
+register_op(OpDef(
+    "batch_norm",
+    {"num_features": AttrSpec("dim"), "eps": AttrSpec("float", 1e-5), "momentum": AttrSpec("float?", 0.1),
+     "affine": AttrSpec("bool", True), "track_running_stats": AttrSpec("bool", True)},
+    _bn_arity, _bn_rule, _bn_impl))
+register_op(OpDef("relu", {}, 1, _relu_rule, _relu_impl))
+register_op(OpDef("flatten", {"start_dim": AttrSpec("int", 1), "end_dim": AttrSpec("int", -1)}, 1,
+                  _flatten_rule, _flatten_impl))
+register_op(OpDef("reshape", {"shape": AttrSpec("shape")}, 1, _reshape_rule, _reshape_impl))
+register_op(OpDef("add", {}, 2, _add_rule, _add_impl))
+
+
+def bn_module(node: Any) -> str | None:
+    """The BatchNorm module path a node runs: its module for ``batch_norm``, ``attrs['bn_module']``
+    for fused nodes, else ``None``."""
+    if node.op == "batch_norm":
+        return node.module
+    return node.attrs.get("bn_module")
+
+
+def infer_node(op: str, attrs: dict[str, Any], in_types: list[TensorType]) -> ShapeResult:
+    """Run ``op``'s shape rule after checking arity (raises :class:`InferenceError`)."""
+    opdef = OPS.get(op)
+    if opdef is None or opdef.shape_rule is None:
+        raise InferenceError(f"op {op!r} has no shape rule")
+    attrs = opdef.with_defaults(attrs)
+    lo, hi = opdef.arity_range(attrs)
+    if not lo <= len(in_types) <= hi:
+        want = str(lo) if lo == hi else f"{lo}..{hi}"
+        raise InferenceError(f"{op}: expected {want} operands, got {len(in_types)}")
+    return opdef.shape_rule(attrs, list(in_types))
