@@ -1,0 +1,91 @@
+"""The public entry points: ``infer_shapes``, ``compile`` and ``summary``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lazyfuse.backends import get_backend
+from lazyfuse.backends.common import CompiledModule
+from lazyfuse.errors import CompileError, InferenceError
+from lazyfuse.frontends.nn import Module
+from lazyfuse.frontends.trace import _as_spec, trace
+from lazyfuse.ir.graph import Graph
+from lazyfuse.ir.types import TensorSpec
+from lazyfuse.passes.manager import PassContext, run_passes
+
+
+def infer_shapes(graph: Graph, ctx: PassContext | None = None) -> Graph:
+    """Resolve every lazy ``?`` dim of a traced graph and materialize the model's lazy modules.
+
+    Returns a new graph (the argument is left as traced).  Uses ``graph.model``; without a model
+    only the shapes are inferred.  On an :class:`InferenceError` the model is unchanged.
+    """
+    if not isinstance(graph, Graph):
+        raise TypeError(f"infer_shapes: expected a lazyfuse.Graph, got {type(graph).__name__}")
+    ctx = PassContext(model=graph.model) if ctx is None else ctx
+    return run_passes(graph.copy(), ["infer_shapes", "materialize_lazy"], ctx)
+
+
+def compile(model: Module, *specs: TensorSpec | tuple, backend: str = "cpu",
+            ctx: PassContext | None = None) -> CompiledModule:
+    """Trace ``model`` on ``specs``, run the backend's pass pipeline and build a callable.
+
+    ``backend`` is ``"cpu"`` (Numba), ``"reference"`` (NumPy interpreter) or ``"cuda"``.  Lazy
+    modules are materialized from the specs alone (no data); the compiled module shares the model's
+    parameters and buffers and follows ``model.training`` at call time.
+    """
+    be = get_backend(backend)  # unknown names fail before any work
+    if not isinstance(model, Module):
+        raise CompileError(f"compile: expected a lazyfuse.nn.Module, got {type(model).__name__}")
+    tspecs = [_as_spec(s) for s in specs]
+    graph = trace(model, *tspecs)
+    ctx = PassContext(model=model) if ctx is None else ctx
+    if ctx.model is None:
+        ctx.model = model
+    optimized = run_passes(graph, be.pipeline, ctx)
+    optimized.model = model
+    return CompiledModule(model, optimized, be.build(optimized), tspecs)
+
+
+def summary(model: Module, *specs: TensorSpec | tuple) -> str:
+    """Per-layer output shapes and parameter counts, computed from the specs alone.
+
+    Nothing is allocated: lazy modules stay lazy (shape inference runs on the traced graph without
+    materializing).
+    """
+    graph = trace(model, *specs)
+    inferred = run_passes(graph.copy(), ["infer_shapes"], PassContext(model=None))
+    return format_summary(inferred)
+
+
+def format_summary(graph: Graph) -> str:
+    """The summary table of an inferred graph (one row per node that belongs to a module)."""
+    rows: list[tuple[str, str, str]] = []
+    counted: set[str] = set()
+    total = trainable = 0
+    for node in graph.nodes:
+        if node.op in ("input", "param", "buffer", "output"):
+            continue
+        count = 0
+        for operand in node.inputs:
+            if operand.op == "param" and operand.name not in counted:
+                counted.add(operand.name)
+                n = operand.type.numel()
+                if not isinstance(n, int):
+                    raise InferenceError(f"summary: {operand.ref} has non-concrete type {operand.type}")
+                count += n
+        trainable += count
+        label = f"{node.module} ({node.module_type})" if node.module else f"{node.name} ({node.op})"
+        rows.append((label, str(node.type), f"{count:,}"))
+    total = trainable
+    header = ("Layer (type)", "Output type", "Param #")
+    inputs = ", ".join(f"{n.name}: {n.type}" for n in graph.inputs)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
+
+    def fmt(r: tuple[str, str, str]) -> str:
+        return f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"
+
+    rule = "-" * len(fmt(header))
+    lines = [f"{graph.name}({inputs})", rule, fmt(header), rule, *map(fmt, rows), rule,
+             f"Total params: {total:,}"]
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""``CompiledModule``: what ``lazyfuse.compile`` returns.
+
+It owns no arrays: every call fetches the parameters and buffers from the live model by target and
+reads each BatchNorm module's ``training`` flag, so ``load_state_dict``, ``model.eval()`` and the
+running-stat updates of train-mode calls are shared with the model both ways.  Inputs are checked
+against the specs before any state is touched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lazyfuse.errors import DTypeError, ShapeError, UninitializedParameterError
+from lazyfuse.frontends import nn
+from lazyfuse.ir.graph import Graph, Node
+from lazyfuse.ir.ops import bn_module
+from lazyfuse.ir.types import TensorSpec, unify
+
+from . import Executable
+
+
+class CompiledModule:
+    """A model compiled for one backend; call it on NumPy arrays like the model itself."""
+
+    def __init__(self, model: Any, graph: Graph, runner: Executable, specs: Sequence[TensorSpec]) -> None:
+        self.model = model
+        self.graph = graph
+        self.runner = runner
+        self.specs = tuple(specs)
+        self._inputs: list[Node] = graph.inputs
+        self._state: list[Node] = graph.params()
+        self._bn_nodes: list[Node] = [n for n in graph.nodes if n.op == "batch_norm" or bn_module(n)]
+
+    @property
+    def source(self) -> str:
+        """The backend's generated code (the IR text for the reference backend)."""
+        return self.runner.source
+
+    def __repr__(self) -> str:
+        specs = ", ".join(str(n.type) for n in self._inputs)
+        return f"<CompiledModule {self.graph.name}({specs}) backend={type(self.runner).__name__}>"
+
+    # ---------------------------------------------------------------------------------- calling
+    def __call__(self, *arrays: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        inputs, bindings = self._check_inputs(arrays)
+        training = {bn_module(n): self._module(bn_module(n)).training for n in self._bn_nodes}
+        self._check_batch_stats(bindings, training)
+        state = self._gather_state()
+        return self.runner.run(inputs, state, training)
+
+    def _module(self, path: str | None) -> Any:
+        return self.model.get_submodule(path or "")
+
+    def _check_inputs(self, arrays: Sequence[Any]) -> tuple[list[np.ndarray], dict[str, int]]:
+        name = self.graph.name
+        if len(arrays) != len(self._inputs):
+            raise TypeError(f"compiled {name} takes {len(self._inputs)} input(s), got {len(arrays)}")
+        bindings: dict[str, int] = {}
+        out = []
+        for node, arr in zip(self._inputs, arrays):
+            what = f"compiled {name}: input '{node.name}' (#{node.attrs['index']})"
+            a = np.asarray(arr)
+            if a.dtype != node.type.dtype.numpy:
+                raise DTypeError(f"{what}: expected dtype {node.type.dtype.name} ({node.type}), got "
+                                 f"{a.dtype}; cast it with .astype(np.{node.type.dtype.name})")
+            unify(node.type, a.shape, bindings, what=what)
+            out.append(np.ascontiguousarray(a))
+        return out, bindings
+
+    def _check_batch_stats(self, bindings: dict[str, int], training: dict[str | None, bool]) -> None:
+        """Train-mode BatchNorm needs more than one value per channel (checked before any update)."""
+        for node in self._bn_nodes:
+            path = bn_module(node)
+            if not (training[path] or not node.attrs.get("track_running_stats", True)):
+                continue
+            shape = node.type.evaluate(bindings)
+            count = math.prod(shape) // shape[1] if len(shape) > 1 and shape[1] else 0
+            if count <= 1:
+                who = f"module '{path}'" if path else "batch_norm"
+                raise ShapeError(f"compiled {self.graph.name}: {who}: expected more than 1 value per "
+                                 f"channel when training, got input of shape {shape}")
+
+    def _gather_state(self) -> dict[str, np.ndarray]:
+        state = {}
+        for node in self._state:
+            target = node.attrs["target"]
+            getter = self.model.get_parameter if node.op == "param" else self.model.get_buffer
+            value = getter(target)
+            if value is None or nn.is_uninitialized(value):
+                raise UninitializedParameterError(f"compiled {self.graph.name}: {node.op} '{target}' "
+                                                  "is uninitialized in the model")
+            arr = np.asarray(value)
+            if arr.dtype != node.type.dtype.numpy:
+                raise DTypeError(f"compiled {self.graph.name}: {node.op} '{target}' is now {arr.dtype}, "
+                                 f"compiled for {node.type}; compile the model again")
+            if tuple(arr.shape) != tuple(node.type.shape):
+                raise ShapeError(f"compiled {self.graph.name}: {node.op} '{target}' now has shape "
+                                 f"{tuple(arr.shape)}, compiled for {node.type}; compile the model again")
+            state[target] = arr
+        return state
