@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from lazyfuse.backends import get_backend
 from lazyfuse.backends.common import CompiledModule
 from lazyfuse.errors import CompileError, InferenceError

@@ -259,7 +259,8 @@ class Proxy:
     view = reshape
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Proxy:
-        return self.tracer.call("flatten", [self.node], {"start_dim": int(start_dim), "end_dim": int(end_dim)})
+        attrs = {"start_dim": int(start_dim), "end_dim": int(end_dim)}
+        return self.tracer.call("flatten", [self.node], attrs)
 
     def relu(self) -> Proxy:
         return self.tracer.call("relu", [self.node], {})
@@ -577,7 +578,8 @@ def _as_spec(spec: Any) -> TensorSpec:
         return spec
     if isinstance(spec, (tuple, list)):
         return TensorSpec(tuple(spec))
-    raise TraceError(f"trace: expected a lazyfuse.TensorSpec or a shape tuple per input, got {type(spec).__name__}")
+    raise TraceError("trace: expected a lazyfuse.TensorSpec or a shape tuple per input, "
+                     f"got {type(spec).__name__}")
 
 
 def _input_names(model: Module, count: int) -> list[str]:
@@ -625,7 +627,8 @@ def trace(model: Module, *specs: TensorSpec | tuple) -> Graph:
                 symbols.append(s)
     graph = Graph(type(model).__name__, symbols=symbols)
     tracer = Tracer(model, graph, sys._getframe())
-    proxies = [Proxy(graph.add_input(name, t), tracer) for name, t in zip(_input_names(model, len(types)), types)]
+    names = _input_names(model, len(types))
+    proxies = [Proxy(graph.add_input(name, t), tracer) for name, t in zip(names, types)]
     _CURRENT.append(tracer)
     token = CALL_INTERCEPTOR.set(tracer.intercept)
     try:

@@ -51,7 +51,8 @@ def plan(graph: Graph, model: Any) -> list[tuple[str, Any, str, int]]:
         if not isinstance(size, int) or size < 1:
             raise InferenceError(
                 f"cannot materialize module '{path}' ({type(module).__name__}): {keyword} is {size}, "
-                f"not a concrete size, after shape inference ({node.ref}: {node.type}); run infer_shapes first"
+                f"not a concrete size, after shape inference ({node.ref}: {node.type}); "
+                "run infer_shapes first"
             )
         prev = found.get(path)
         if prev is not None and prev[3] != size:
