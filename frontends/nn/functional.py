@@ -110,9 +110,7 @@ def relu(input: Any, inplace: bool = False) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- flatten
 def _flatten(x: np.ndarray, start_dim: int, end_dim: int, where: str) -> np.ndarray:
-    if x.ndim == 0:
-        return x.reshape(1)
-    rank = x.ndim
+    rank = max(x.ndim, 1)  # a 0-d input counts as rank 1 for the dim checks, like PyTorch
 
     def norm(d: int) -> int:
         if not -rank <= d < rank:
@@ -125,6 +123,8 @@ def _flatten(x: np.ndarray, start_dim: int, end_dim: int, where: str) -> np.ndar
     s, e = norm(start_dim), norm(end_dim)
     if s > e:
         raise ShapeError(f"{where}: start_dim ({start_dim}) cannot come after end_dim ({end_dim})")
+    if x.ndim == 0:
+        return x.reshape(1)
     merged = math.prod(x.shape[s : e + 1])
     return x.reshape(x.shape[:s] + (merged,) + x.shape[e + 1 :])
 

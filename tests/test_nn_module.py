@@ -1,0 +1,213 @@
+"""The Module base class: registration, traversal, state_dict, modes, accessors, repr, interceptor."""
+
+import numpy as np
+import pytest
+
+from lazyfuse import nn
+from lazyfuse.errors import ConfigError, ShapeError
+from lazyfuse.frontends.nn.module import CALL_INTERCEPTOR
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(2)
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.bn = nn.BatchNorm1d(3)
+        self.register_buffer("scale", np.ones(3, np.float32))
+        self.register_buffer("tmp", np.zeros(1, np.float32), persistent=False)
+        self.alpha = nn.Parameter(np.array([2.0], np.float32))
+        self.note = "plain attribute"
+
+    def forward(self, x):
+        return self.bn(self.fc(x)) * self.scale * self.alpha
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = Block()
+        self.layers = nn.Sequential(nn.ReLU(), nn.Linear(3, 2))
+
+    def forward(self, x):
+        return self.layers(self.block(x))
+
+
+class TorchBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+        self.bn = torch.nn.BatchNorm1d(3)
+        self.register_buffer("scale", torch.ones(3))
+        self.register_buffer("tmp", torch.zeros(1), persistent=False)
+        self.alpha = torch.nn.Parameter(torch.tensor([2.0]))
+
+
+class TorchNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = TorchBlock()
+        self.layers = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(3, 2))
+
+
+def test_names_match_torch():
+    ours, theirs = Net(), TorchNet()
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert [n for n, _ in ours.named_buffers()] == [n for n, _ in theirs.named_buffers()]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in ours.named_children()] == ["block", "layers"]
+    assert [type(m).__name__ for m in ours.children()] == ["Block", "Sequential"]
+    assert len(list(ours.modules())) == len(list(theirs.modules()))
+    assert len(list(ours.parameters())) == 7 and len(list(ours.buffers())) == 5
+    assert [n for n, _ in ours.block.named_parameters(recurse=False)] == ["alpha"]
+    assert [n for n, _ in ours.named_parameters(prefix="root")][0] == "root.block.alpha"
+
+
+def test_attribute_registration():
+    b = Block()
+    assert set(b._parameters) == {"alpha"} and set(b._modules) == {"fc", "bn"}
+    assert set(b._buffers) == {"scale", "tmp"} and b.note == "plain attribute"
+    b.scale = np.full(3, 2.0, np.float32)  # re-assigning a buffer name keeps it a buffer, in place in order
+    assert list(b._buffers) == ["scale", "tmp"] and b.scale[0] == 2.0
+    b.alpha = None
+    assert b.alpha is None and "alpha" not in dict(b.named_parameters())
+    with pytest.raises(ConfigError, match="Parameter or None expected"):
+        b.alpha = np.zeros(1)
+    del b.fc
+    assert not hasattr(b, "fc") and "fc.weight" not in b.state_dict()
+    b.fc = nn.Linear(1, 1)
+    assert "fc" in b._modules
+
+
+def test_shared_parameters_are_yielded_once():
+    a = nn.Linear(2, 2)
+    seq = nn.Sequential(a, a)
+    assert len(list(seq.parameters())) == 2 and len(list(seq.modules())) == 2
+
+
+def test_state_dict_shares_memory_and_keep_vars():
+    b = Block()
+    sd = b.state_dict()
+    assert type(sd["fc.weight"]) is np.ndarray and np.shares_memory(sd["fc.weight"], b.fc.weight)
+    assert sd["bn.num_batches_tracked"] is b.bn.num_batches_tracked
+    assert "tmp" not in sd
+    assert b.state_dict(keep_vars=True)["fc.weight"] is b.fc.weight
+
+
+def test_train_eval_recurse():
+    n = Net()
+    assert n.training and n.layers[1].training
+    assert n.eval() is n
+    assert not any(m.training for m in n.modules())
+    n.train()
+    assert all(m.training for m in n.modules())
+    n.train(False)
+    assert not n.block.bn.training
+    with pytest.raises(ConfigError):
+        n.train("yes")
+
+
+def test_accessors():
+    n = Net()
+    assert n.get_submodule("layers.1") is n.layers[1] and n.get_submodule("") is n
+    assert n.get_parameter("block.fc.weight") is n.block.fc.weight
+    assert n.get_parameter("block.alpha") is n.block.alpha
+    assert n.get_buffer("block.bn.running_mean") is n.block.bn.running_mean
+    with pytest.raises(AttributeError, match="nope"):
+        n.get_submodule("block.nope")
+    with pytest.raises(AttributeError, match="parameter 'running_mean'"):
+        n.get_parameter("block.bn.running_mean")
+    with pytest.raises(AttributeError, match="buffer 'weight'"):
+        n.get_buffer("block.fc.weight")
+
+
+def test_apply_visits_children_first():
+    seen = []
+    n = Net()
+    assert n.apply(lambda m: seen.append(type(m).__name__)) is n
+    assert seen == ["Linear", "BatchNorm1d", "Block", "ReLU", "Linear", "Sequential", "Net"]
+
+
+def test_repr_matches_torch():
+    ours, theirs = Net(), TorchNet()
+    # torch prints custom modules without extra_repr the same way
+    assert repr(ours).replace("Net(", "X(").replace("Block(", "X(") == repr(theirs).replace(
+        "TorchNet(", "X("
+    ).replace("TorchBlock(", "X(")
+
+
+def test_issue_repr_example():
+    model = nn.Sequential(nn.Linear(784, 256), nn.LazyBatchNorm1d(), nn.ReLU(), nn.LazyLinear(10))
+    tmodel = torch.nn.Sequential(
+        torch.nn.Linear(784, 256), torch.nn.LazyBatchNorm1d(), torch.nn.ReLU(), torch.nn.LazyLinear(10)
+    )
+    assert repr(model) == repr(tmodel)
+    assert repr(model).startswith(
+        "Sequential(\n  (0): Linear(in_features=784, out_features=256, bias=True)\n"
+        "  (1): LazyBatchNorm1d(0, eps=1e-05"
+    )
+
+
+def test_error_path_through_nested_modules():
+    n = Net()
+    with pytest.raises(ShapeError, match=r"module 'block.fc' \(Linear\)"):
+        n(np.zeros((2, 5), np.float32))
+    with pytest.raises(ShapeError, match=r"module 'layers.1' \(Linear\)"):
+        n.layers(np.zeros((2, 4), np.float32))
+
+
+def test_path_survives_slicing_and_is_root_after_deepcopy_of_a_child():
+    import copy
+
+    seq = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 3))
+    tail = seq[1:]
+    with pytest.raises(ShapeError, match=r"module '1' \(Linear\)"):
+        seq[1](np.zeros((1, 5), np.float32))
+    del tail
+    child = copy.deepcopy(seq[1])
+    with pytest.raises(ShapeError, match=r"^module Linear: "):
+        child(np.zeros((1, 5), np.float32))
+
+
+def test_call_interceptor():
+    calls = []
+
+    def interceptor(module, args, kwargs):
+        calls.append((type(module).__name__, args, kwargs))
+        return "intercepted"
+
+    m = nn.Linear(2, 2)
+    token = CALL_INTERCEPTOR.set(interceptor)
+    try:
+        assert m("x", k=1) == "intercepted"
+    finally:
+        CALL_INTERCEPTOR.reset(token)
+    assert calls == [("Linear", ("x",), {"k": 1})]
+    assert m(np.ones((1, 2), np.float32)).shape == (1, 2)
+
+
+def test_missing_super_init_is_reported():
+    class Bad(nn.Module):
+        def __init__(self):
+            self.fc = nn.Linear(1, 1)
+
+    with pytest.raises(AttributeError, match="Module.__init__"):
+        Bad()
+
+
+def test_forward_not_implemented():
+    with pytest.raises(NotImplementedError):
+        nn.Module()(1)
+
+
+def test_register_rejects_bad_names_and_values():
+    m = nn.Module()
+    with pytest.raises(ConfigError):
+        m.register_buffer("a.b", np.zeros(1))
+    with pytest.raises(ConfigError):
+        m.register_buffer("a", [1, 2])
+    with pytest.raises(ConfigError):
+        m.register_module("x", object())
