@@ -25,7 +25,8 @@ def snapshot(model):
     for p, m in model.named_modules():
         for store in (m._parameters, m._buffers):
             for k, v in store.items():
-                arrays[f"{p}.{k}"] = (id(v), type(v), None if v is None or nn.is_uninitialized(v) else v.copy())
+                value = None if v is None or nn.is_uninitialized(v) else v.copy()
+                arrays[f"{p}.{k}"] = (id(v), type(v), value)
     return mods, arrays
 
 
@@ -60,7 +61,7 @@ graph @ConvLikeBN[N,L](%x: f32[N,3,L]) -> (f32[N,3,L]) {
   %bn: f32[N,3,L] = batch_norm[affine=true, eps=1e-05, momentum=0.1, num_features=?, track_running_stats=true](%x, @bn.weight, @bn.bias, @bn.running_mean, @bn.running_var, @bn.num_batches_tracked)  # models_for_tests.py:18 bn:LazyBatchNorm1d
   %act: f32[N,3,L] = relu(%bn)  # models_for_tests.py:19 act:ReLU
   return (%act)
-}"""
+}"""  # noqa: E501
 
 
 def test_golden_nclbn_traced():
@@ -74,7 +75,6 @@ def test_golden_nclbn_traced():
 def test_trace_leaves_model_untouched():
     for model, spec in [(M.Residual(), ("N", 5)), (M.ConvLikeBN(), ("N", 3, "L")),
                         (M.FlattenIntoLazy(), ("N", 3, "L")), (M.Mismatch(), ("N", 512))]:
-        model.eval() if isinstance(model, M.Residual) else None
         before = snapshot(model)
         lazy = model.has_uninitialized_params()
         lf.trace(model, spec)
@@ -97,7 +97,8 @@ def test_nested_modules_modulelist_add_identity_and_locations():
     model = M.Residual()
     g = lf.trace(model, lf.TensorSpec(("N", 5)))
     ops = [n.op for n in g.nodes if n.op not in ("input", "param", "buffer", "output")]
-    assert ops == ["linear", "relu"] + ["linear", "batch_norm", "relu", "add"] * 2 + ["batch_norm", "relu", "linear"]
+    block = ["linear", "batch_norm", "relu", "add"]
+    assert ops == ["linear", "relu", *block, *block, "batch_norm", "relu", "linear"]
     fc = g.node("blocks_1_fc")
     assert (fc.module, fc.module_type) == ("blocks.1.fc", "Linear")
     # The location is the line in the user's forward that made the call, as a basename.
@@ -140,7 +141,8 @@ def test_symbolic_shape_and_reshape():
 
 def test_reshapes_model_types():
     g = lf.trace(M.Reshapes(), ("N", 4, 6))
-    assert [str(n.type) for n in g.nodes if n.op in ("reshape", "flatten")] == ["f32[N,24]", "f32[N,2,12]", "f32[N,24]"]
+    types = [str(n.type) for n in g.nodes if n.op in ("reshape", "flatten")]
+    assert types == ["f32[N,24]", "f32[N,2,12]", "f32[N,24]"]
 
 
 def test_two_inputs_and_tuple_output():
@@ -280,3 +282,14 @@ def test_random_sequentials_round_trip_before_and_after_inference(case):
         assert lf.Graph.parse(str(graph)) == graph
         assert str(lf.Graph.from_json(graph.to_json())) == str(graph)
     assert not model.has_uninitialized_params()
+
+
+def test_relu_method_and_flatten_method():
+    class TorchStyle(nn.Module):
+        def forward(self, x):
+            return x.flatten(1).relu()
+
+    g = lf.trace(TorchStyle(), ("N", 2, 3))
+    assert [n.op for n in g.nodes][1:3] == ["flatten", "relu"]
+    assert g.node("flatten").attrs == {"start_dim": 1, "end_dim": -1}
+    assert str(g.node("relu").type) == "f32[N,6]"
