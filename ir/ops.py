@@ -1,5 +1,7 @@
 """The op table: one :class:`OpDef` per op with its attribute schema, arity, shape rule and NumPy
 reference implementation.
+``impl(attrs, *arrays, training)``; ``reshape``'s impl also takes ``bindings=`` (symbol -> size) to
+evaluate symbolic target shapes such as ``(N, -1)``.
 
 A shape rule ``rule(attrs, in_types) -> ShapeResult`` works on symbolic dims and ``?``: it returns
 the output type, the attrs with lazy entries resolved (``in_features=?`` -> ``784``) and refined
@@ -334,13 +336,20 @@ def _flatten_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False) 
     return x.reshape(x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:])
 
 
-def _reshape_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False) -> np.ndarray:
-    # A symbolic entry is known only through the input's size: it becomes the single -1.
-    shape = tuple(attrs["shape"])
+def _reshape_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False,
+                  bindings: dict[str, int] | None = None) -> np.ndarray:
+    """Symbolic entries are evaluated with ``bindings`` (symbol -> size) when given; without them
+    a single symbolic entry is inferred from the input's size like ``-1``."""
+    shape = list(attrs["shape"])
+    if bindings is not None:
+        try:
+            shape = [d.evaluate(bindings) if isinstance(d, Sym) else d for d in shape]
+        except KeyError as e:
+            raise ShapeError(f"reshape: symbol {e.args[0]} of shape {tuple(shape)} is not bound") from None
     free = [i for i, d in enumerate(shape) if isinstance(d, Sym) or d == -1]
     if len(free) > 1:
-        raise ShapeError(f"reshape: cannot evaluate shape {shape} with more than one symbolic/-1 "
-                         f"entry for input of shape {x.shape}")
+        raise ShapeError(f"reshape: shape {tuple(attrs['shape'])} has several symbolic/-1 entries; "
+                         f"pass bindings= to evaluate it for an input of shape {x.shape}")
     return x.reshape(tuple(-1 if i in free else d for i, d in enumerate(shape)))
 
 

@@ -1,0 +1,135 @@
+"""ir.types: dtypes, Sym arithmetic, TensorType, TensorSpec validation and unify."""
+
+import numpy as np
+import pytest
+
+from lazyfuse.errors import ConfigError, DTypeError, InferenceError, ShapeError
+from lazyfuse.ir import UNKNOWN, Sym, TensorSpec, TensorType, dtype_from, f32, f64, i64, unify
+from lazyfuse.ir.types import parse_dim
+
+N, L = Sym("N"), Sym("L")
+
+
+@pytest.mark.parametrize("x, want", [("float32", f32), ("f32", f32), (np.float64, f64),
+                                     (np.dtype("int64"), i64), (f64, f64), ("i64", i64)])
+def test_dtype_lookup(x, want):
+    assert dtype_from(x) is want
+
+
+def test_dtype_fields_and_bad_lookup():
+    assert (f32.name, f32.short, f32.numpy) == ("float32", "f32", np.dtype(np.float32))
+    with pytest.raises(DTypeError, match="float16"):
+        dtype_from("float16")
+
+
+def test_sym_printing_and_normalization():
+    assert str(N) == "N"
+    assert str(3 * L) == "3*L"
+    assert str(N * L) == "N*L"
+    assert str(L * 64) == "64*L"
+    assert str(2 * (3 * L)) == "6*L"
+    prod = (3 * L) // L
+    assert prod == 3 and type(prod) is int
+    assert str(UNKNOWN) == "?"
+
+
+def test_sym_equality_is_order_free_and_hashable():
+    assert N * L == L * N
+    assert hash(N * L) == hash(L * N)
+    assert N != L and N != 1 and 3 * L != 4 * L
+    assert len({N, Sym("N"), L}) == 2
+
+
+def test_sym_exact_division():
+    assert (64 * N * L) // N == 64 * L
+    assert (6 * L) // 3 == 2 * L
+    with pytest.raises(InferenceError, match="not divisible"):
+        (3 * L) // N
+    with pytest.raises(InferenceError, match="not divisible"):
+        (3 * L) // 2
+    with pytest.raises(InferenceError):
+        12 // N
+
+
+def test_sym_rejects_bad_names():
+    with pytest.raises(ConfigError):
+        Sym("")
+    with pytest.raises(ConfigError):
+        Sym("3x")
+
+
+def test_parse_dim():
+    assert parse_dim("?") is UNKNOWN
+    assert parse_dim("784") == 784
+    assert parse_dim("3*L") == 3 * L
+    assert parse_dim("N*L") == N * L
+
+
+def test_tensor_type_properties():
+    t = TensorType(f32, (N, 784))
+    assert str(t) == "f32[N,784]"
+    assert t.rank == 2 and t.numel() == 784 * N and not t.is_concrete and t.symbols == ("N",)
+    assert str(TensorType(i64, ())) == "i64[]"
+    assert TensorType(i64, ()).numel() == 1
+    c = TensorType("float64", (2, 3))
+    assert c.is_concrete and c.numel() == 6 and c.dtype is f64
+    lazy = TensorType(f32, (10, UNKNOWN))
+    assert lazy.numel() is UNKNOWN and not lazy.is_resolved
+    assert TensorType(f32, (N, 3 * L)).symbols == ("N", "L")
+    assert TensorType(f32, (N, 3 * L)).evaluate({"N": 2, "L": 5}) == (2, 15)
+    assert TensorType.parse("f32[N,3*L,?]") == TensorType(f32, (N, 3 * L, UNKNOWN))
+    with pytest.raises(TypeError):
+        TensorType(f32, (2.0,))
+
+
+def test_tensor_spec_valid():
+    s = TensorSpec(("N", 784))
+    assert s.shape == ("N", 784) and s.dtype is f32 and s.symbols == ("N",)
+    assert s.to_type() == TensorType(f32, (N, 784))
+    assert TensorSpec([np.int64(3), "L"], dtype=np.float64).to_type() == TensorType(f64, (3, L))
+    assert TensorSpec(("N", 4)) == TensorSpec(("N", 4), "f32")
+    assert "TensorSpec(('N', 784)" in repr(s)
+
+
+@pytest.mark.parametrize("shape, exc, msg", [
+    ((0, 3), ConfigError, "dim 0 is 0"),
+    (("N", -2), ConfigError, "dim 1 is -2"),
+    (("N", 2.5), TypeError, "dim 1 is 2.5"),
+    (("", 3), ConfigError, "non-empty identifier"),
+    (("N x", 3), ConfigError, "identifier"),
+    ((True, 3), TypeError, "bool"),
+    ("N,784", TypeError, "tuple"),
+    (5, TypeError, "tuple"),
+])
+def test_tensor_spec_errors(shape, exc, msg):
+    with pytest.raises(exc, match=msg):
+        TensorSpec(shape)
+
+
+def test_tensor_spec_dtype_errors():
+    with pytest.raises(DTypeError, match="float32 or float64"):
+        TensorSpec(("N",), dtype="int64")
+    with pytest.raises(DTypeError):
+        TensorSpec(("N",), dtype="complex64")
+
+
+def test_unify_binds_symbols_consistently():
+    t = TensorType(f32, (N, 784))
+    b = unify(t, (32, 784))
+    assert b == {"N": 32}
+    b2 = unify(TensorType(f32, (N, 3 * L)), (32, 12), {"N": 32})
+    assert b2 == {"N": 32, "L": 4}
+    assert unify(TensorType(f32, (N, N * L)), (2, 10)) == {"N": 2, "L": 5}
+
+
+@pytest.mark.parametrize("ttype, shape, bindings, msg", [
+    (TensorType(f32, (N, 784)), (32, 785), {}, r"dim 1 is 785, expected 784"),
+    (TensorType(f32, (N, 784)), (32,), {}, "expected rank 2, got rank 1"),
+    (TensorType(f32, (N, N)), (3, 4), {}, "already bound to 3"),
+    (TensorType(f32, (N, 784)), (5, 784), {"N": 4}, "already bound to 4"),
+    (TensorType(f32, (N, 3 * L)), (2, 10), {}, "not a multiple of 3"),
+])
+def test_unify_errors_name_expected_and_got(ttype, shape, bindings, msg):
+    with pytest.raises(ShapeError, match=msg) as info:
+        unify(ttype, shape, dict(bindings))
+    assert str(ttype) in str(info.value) and str(shape) in str(info.value)
