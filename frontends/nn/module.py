@@ -28,8 +28,9 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def module_path(module: Module) -> str:
     """Dotted path of ``module`` from its root (``"layers.2"``); ``""`` for a root module.
 
-    Modules learn their parent when they are registered; a module registered in several places
-    reports the most recent one.
+    Modules learn their parent when they are registered (PyTorch modules do not know it).  A module
+    registered in several live places reports the first owner that still holds it, so temporary
+    containers such as ``seq[1:]`` do not change the paths in the original model.
     """
     parts: list[str] = []
     seen: set[int] = set()
