@@ -180,3 +180,21 @@ def test_traced_types_of_lazy_params_are_unknown_until_inferred():
     g = lf.trace(M.ConvLikeBN(), ("N", 3, "L"))
     assert g.node("bn.weight").type.shape == (UNKNOWN,)
     assert g.node("bn").attrs["num_features"] is UNKNOWN
+
+
+def test_golden_examples_inferred():
+    import golden_ir
+    from test_trace import example_lines
+
+    from lazyfuse.examples.mlp import DynamicMLP, MLPWithBN
+
+    lines = example_lines()
+    model = MLPWithBN()
+    g = lf.infer_shapes(lf.trace(model, lf.TensorSpec(("N", 28, 28))))
+    assert str(g).strip() == golden_ir.MLP_INFERRED.substitute(lines)
+    assert type(model.fc3) is nn.Linear and model.fc3.weight.shape == (10, 128)
+    assert model.bn2.running_var.shape == (128,)
+    model = DynamicMLP()
+    g = lf.infer_shapes(lf.trace(model, lf.TensorSpec(("N", 20))))
+    assert str(g).strip() == golden_ir.DYNAMIC_MLP_INFERRED.substitute(lines)
+    assert [model.get_submodule(f"fc{i}").in_features for i in range(3)] == [20, 128, 64]

@@ -293,3 +293,33 @@ def test_relu_method_and_flatten_method():
     assert [n.op for n in g.nodes][1:3] == ["flatten", "relu"]
     assert g.node("flatten").attrs == {"start_dim": 1, "end_dim": -1}
     assert str(g.node("relu").type) == "f32[N,6]"
+
+
+def example_lines():
+    """Source lines of the example forwards that the golden IR's locations point at."""
+    from lazyfuse.examples.mlp import DynamicMLP, MLPWithBN
+
+    f, d = MLPWithBN.forward, DynamicMLP.forward
+    return {
+        "flatten": line_of(f, "x = self.flatten(x)"),
+        "block1": line_of(f, "self.relu1(self.bn1(self.fc1(x)))"),
+        "block2": line_of(f, "self.relu2(self.bn2(self.fc2(x)))"),
+        "head": line_of(f, "return self.fc3(x)"),
+        "call": line_of(d, 'getattr(self, f"fc{i}")(x)'),
+        "relu": line_of(d, "nn.functional.relu(x)"),
+    }
+
+
+def test_golden_examples_traced():
+    import golden_ir
+
+    from lazyfuse.examples.mlp import DynamicMLP, MLPWithBN
+
+    lines = example_lines()
+    model = MLPWithBN()
+    before = snapshot(model)
+    g = lf.trace(model, lf.TensorSpec(("N", 28, 28)))
+    assert str(g).strip() == golden_ir.MLP_TRACED.substitute(lines)
+    assert_same(before, snapshot(model))
+    g = lf.trace(DynamicMLP(), lf.TensorSpec(("N", 20)))
+    assert str(g).strip() == golden_ir.DYNAMIC_MLP_TRACED.substitute(lines)
