@@ -12,7 +12,6 @@ from typing import Any
 __version__ = "0.1.0"
 
 _PUBLIC: dict[str, tuple[str, str | None]] = {
-    "nn": ("lazyfuse.frontends.nn", None),
     "manual_seed": ("lazyfuse.frontends.nn.init", "manual_seed"),
     "TensorSpec": ("lazyfuse.ir.types", "TensorSpec"),
     "Graph": ("lazyfuse.ir.graph", "Graph"),
@@ -25,10 +24,19 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "errors": ("lazyfuse.errors", None),
 }
 
+import sys  # noqa: E402
+
 from lazyfuse.errors import *  # noqa: E402,F403  (the exception classes are public API)
 from lazyfuse.errors import __all__ as _error_names  # noqa: E402
+from lazyfuse.frontends import nn  # noqa: E402,F401  (NumPy only: cheap to import eagerly)
 
-__all__ = sorted([*_PUBLIC, *_error_names, "__version__"])
+# `lazyfuse.nn` is the public path of `lazyfuse.frontends.nn`; registering the aliases lets
+# `import lazyfuse.nn.functional as F` and `from lazyfuse.nn import Linear` work too.
+for _name, _module in list(sys.modules.items()):
+    if _name == "lazyfuse.frontends.nn" or _name.startswith("lazyfuse.frontends.nn."):
+        sys.modules.setdefault("lazyfuse.nn" + _name[len("lazyfuse.frontends.nn"):], _module)
+
+__all__ = sorted([*_PUBLIC, *_error_names, "nn", "__version__"])
 
 
 def __getattr__(name: str) -> Any:
