@@ -246,7 +246,7 @@ class Graph:
             if existing.op != kind:
                 raise IRError(f"@{target} already exists as a {existing.op}, not a {kind}")
             return existing
-        if not target or any(c.isspace() for c in target):
+        if not isinstance(target, str) or not target:
             raise IRError(f"bad parameter target {target!r}")
         node = Node(self, target, kind, (), {"target": target}, type)
         last = max((i for i, n in enumerate(self.nodes) if n.op in SOURCE_OPS), default=-1)

@@ -98,7 +98,7 @@ def _name_of(tok: Tok) -> str:
 
 
 # ---------------------------------------------------------------------------------------- pieces
-def _parse_dim_expr(ln: _Line, first: Tok) -> Any:
+def _parse_dim_expr(ln: _Line, first: Tok, what: str = "a dim") -> Any:
     """A dim or number starting at ``first``: ``?``, ``784``, ``N``, ``3*L``, ``0.1``."""
     if first.text == "?":
         return UNKNOWN
@@ -109,7 +109,7 @@ def _parse_dim_expr(ln: _Line, first: Tok) -> Any:
     elif first.kind == "ident":
         value = Sym(first.text)
     else:
-        raise ln.error(first.col, f"expected a dim, got {first.text!r}")
+        raise ln.error(first.col, f"expected {what}, got {first.text!r}")
     while ln.accept("*"):
         t = ln.next("a dim factor")
         if t.kind == "num" and re.fullmatch(r"\d+", t.text):
@@ -159,7 +159,7 @@ def _parse_value(ln: _Line) -> Any:
             ln.expect(",")
             if ln.accept(")"):
                 return tuple(items)
-    return _parse_dim_expr(ln, t)
+    return _parse_dim_expr(ln, t, "an attribute value")
 
 
 def _parse_attrs(ln: _Line) -> dict[str, Any]:
@@ -365,6 +365,7 @@ def parse_graph(text: str) -> Graph:
     got = [str(t) if t is not None else "<none>" for t in graph.output_types]
     want = [str(t) if t is not None else "<none>" for t in out_types]
     if got != want:
-        raise IRParseError(f"line {lines[0][0]}:1: header declares results ({', '.join(want)}) but "
-                           f"'return' gives ({', '.join(got)})")
+        header = _Line(lines[0][1], lines[0][0])
+        raise header.error(lines[0][1].find("->") + 1, f"header declares results ({', '.join(want)}) "
+                           f"but 'return' gives ({', '.join(got)})")
     return graph
