@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lazyfuse.backends import get_backend
 from lazyfuse.backends.common import CompiledModule
-from lazyfuse.errors import CompileError, InferenceError
+from lazyfuse.errors import CompileError
 from lazyfuse.frontends.nn import Module
 from lazyfuse.frontends.trace import _as_spec, trace
 from lazyfuse.ir.graph import Graph
@@ -53,37 +53,4 @@ def summary(model: Module, *specs: TensorSpec | tuple) -> str:
     """
     graph = trace(model, *specs)
     inferred = run_passes(graph.copy(), ["infer_shapes"], PassContext(model=None))
-    return format_summary(inferred)
-
-
-def format_summary(graph: Graph) -> str:
-    """The summary table of an inferred graph (one row per node that belongs to a module)."""
-    rows: list[tuple[str, str, str]] = []
-    counted: set[str] = set()
-    total = trainable = 0
-    for node in graph.nodes:
-        if node.op in ("input", "param", "buffer", "output"):
-            continue
-        count = 0
-        for operand in node.inputs:
-            if operand.op == "param" and operand.name not in counted:
-                counted.add(operand.name)
-                n = operand.type.numel()
-                if not isinstance(n, int):
-                    raise InferenceError(f"summary: {operand.ref} has non-concrete type {operand.type}")
-                count += n
-        trainable += count
-        label = f"{node.module} ({node.module_type})" if node.module else f"{node.name} ({node.op})"
-        rows.append((label, str(node.type), f"{count:,}"))
-    total = trainable
-    header = ("Layer (type)", "Output type", "Param #")
-    inputs = ", ".join(f"{n.name}: {n.type}" for n in graph.inputs)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-
-    def fmt(r: tuple[str, str, str]) -> str:
-        return f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"
-
-    rule = "-" * len(fmt(header))
-    lines = [f"{graph.name}({inputs})", rule, fmt(header), rule, *map(fmt, rows), rule,
-             f"Total params: {total:,}"]
-    return "\n".join(lines)
+    return inferred.summary()

@@ -1,0 +1,144 @@
+"""lf.compile and CompiledModule: backends, input checks before any state change, shared state."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import models_for_tests as M
+import numpy as np
+import pytest
+from test_trace import assert_same, snapshot
+
+import lazyfuse as lf
+from lazyfuse import nn
+from lazyfuse.backends import BACKENDS, available_backends, get_backend, register_backend
+from lazyfuse.backends.reference import ReferenceExecutable
+from lazyfuse.errors import CompileError, DTypeError, InferenceError, ShapeError
+
+
+def test_unknown_backend_lists_available_ones():
+    model = M.ConvLikeBN()
+    with pytest.raises(CompileError, match="unknown backend 'tpu'; available: .*cpu.*reference"):
+        lf.compile(model, ("N", 3, "L"), backend="tpu")
+    assert "reference" in available_backends()
+    assert model.has_uninitialized_params()
+
+
+def test_compile_rejects_non_modules():
+    with pytest.raises(CompileError, match="expected a lazyfuse.nn.Module"):
+        lf.compile(lambda x: x, ("N", 3), backend="reference")
+
+
+def test_reference_compile_does_not_load_numba():
+    code = (
+        "import sys, lazyfuse as lf\n"
+        "from lazyfuse import nn\n"
+        "cm = lf.compile(nn.Sequential(nn.LazyLinear(2)), ('N', 3), backend='reference')\n"
+        "assert 'numba' not in sys.modules and 'lazyfuse.backends.numba_cpu' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_compiled_module_attributes():
+    model = M.Residual()
+    cm = lf.compile(model, lf.TensorSpec(("N", 5)), backend="reference")
+    assert isinstance(cm, lf.CompiledModule)
+    assert cm.model is model and cm.graph.model is model
+    assert cm.specs == (lf.TensorSpec(("N", 5)),)
+    assert all(n.type.is_resolved for n in cm.graph.nodes if n.type is not None)
+    assert cm.source == str(cm.graph) and "graph @Residual[N]" in cm.source
+    assert isinstance(cm.runner, ReferenceExecutable)
+    assert type(model.inp) is nn.Linear
+
+
+def test_custom_backend_gets_its_pipeline_and_graph():
+    built = []
+
+    class Echo:
+        name = "echo-test"
+        pipeline = ["infer_shapes", "materialize_lazy"]
+
+        def build(self, graph):
+            built.append(graph)
+            return ReferenceExecutable(graph)
+
+    register_backend(Echo())
+    try:
+        assert get_backend("echo-test").name == "echo-test"
+        cm = lf.compile(nn.Sequential(nn.LazyLinear(2)), ("N", 3), backend="echo-test")
+        assert built == [cm.graph]
+        assert cm(np.ones((2, 3), np.float32)).shape == (2, 2)
+    finally:
+        BACKENDS.pop("echo-test")
+
+
+@pytest.mark.parametrize("args, error, match", [
+    ((np.ones((5, 3), np.float32),), TypeError, "takes 2 input\\(s\\), got 1"),
+    ((np.ones((5, 3, 1), np.float32), np.ones((5, 2), np.float32)), ShapeError,
+     "expected rank 2, got rank 3"),
+    ((np.ones((5, 3), np.float64), np.ones((5, 2), np.float32)), DTypeError, "expected dtype float32"),
+    ((np.ones((5, 3), np.int64), np.ones((5, 2), np.float32)), DTypeError, "got int64"),
+    ((np.ones((5, 4), np.float32), np.ones((5, 2), np.float32)), ShapeError, "dim 1 is 4, expected 3"),
+    ((np.ones((5, 3), np.float32), np.ones((6, 2), np.float32)), ShapeError,
+     "symbol N is already bound to 5"),
+    ((np.ones((1, 3), np.float32), np.ones((1, 2), np.float32)), ShapeError,
+     "more than 1 value per channel when training"),
+])
+def test_bad_inputs_are_rejected_before_any_state_changes(args, error, match):
+    lf.manual_seed(0)
+    model = M.TwoInputs()
+    model.add_module("bn", nn.BatchNorm1d(4))
+
+    class WithBN(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, y):
+            s, _ = self.inner(x, y)
+            return self.inner.bn(s)
+
+    wrapper = WithBN(model)
+    cm = lf.compile(wrapper, ("N", 3), ("N", 2), backend="reference")
+    before = snapshot(wrapper)
+    with pytest.raises(error, match=match) as info:
+        cm(*args)
+    assert "compiled WithBN" in str(info.value) or error is TypeError
+    assert_same(before, snapshot(wrapper))
+    cm(np.ones((5, 3), np.float32), np.ones((5, 2), np.float32))  # a good call still works
+    assert int(model.bn.num_batches_tracked) == 1
+
+
+def test_inputs_are_made_contiguous():
+    model = nn.Sequential(nn.Linear(3, 2))
+    model.eval()
+    cm = lf.compile(model, ("N", 3), backend="reference")
+    x = np.asfortranarray(np.arange(12, dtype=np.float32).reshape(4, 3))
+    xt = np.arange(12, dtype=np.float32).reshape(3, 4).T  # a non-contiguous view
+    np.testing.assert_allclose(cm(x), model(np.ascontiguousarray(x)), rtol=1e-6)
+    np.testing.assert_allclose(cm(xt), model(np.ascontiguousarray(xt)), rtol=1e-6)
+
+
+def test_compile_errors_leave_the_model_alone():
+    for model, spec in [(M.Mismatch(), ("N", 512)), (M.FlattenIntoLazy(), ("N", 3, "L"))]:
+        before = snapshot(model)
+        with pytest.raises(InferenceError, match="in pass 'infer_shapes'"):
+            lf.compile(model, spec, backend="reference")
+        assert_same(before, snapshot(model))
+
+
+def test_params_changed_after_compile_give_a_clear_error():
+    model = nn.Sequential(nn.LazyLinear(2))
+    cm = lf.compile(model, ("N", 3), backend="reference")
+    model.double()
+    with pytest.raises(DTypeError, match="'0.weight' is now float64, compiled for f32\\[2,3\\]; compile"):
+        cm(np.ones((2, 3), np.float32))
+
+
+def test_plain_shape_tuple_spec():
+    model = nn.Sequential(nn.LazyLinear(2), nn.ReLU())
+    cm = lf.compile(model, (4, 3), backend="reference")
+    assert str(cm.graph.inputs[0].type) == "f32[4,3]"
+    with pytest.raises(ShapeError, match="dim 0 is 5, expected 4"):
+        cm(np.ones((5, 3), np.float32))

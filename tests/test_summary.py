@@ -1,0 +1,61 @@
+"""lf.summary: per-layer output types and parameter counts of a lazy model, nothing allocated."""
+
+from __future__ import annotations
+
+import models_for_tests as M
+import pytest
+from test_trace import assert_same, snapshot
+
+import lazyfuse as lf
+from lazyfuse import nn
+from lazyfuse.errors import InferenceError
+
+
+def mlp():
+    from lazyfuse.examples.mlp import MLPWithBN
+
+    return MLPWithBN()
+
+
+def test_summary_of_a_lazy_model_before_allocation(monkeypatch):
+    def no_alloc(self, **dims):
+        raise AssertionError("summary must not materialize")
+
+    monkeypatch.setattr(nn.LazyLinear, "materialize", no_alloc)
+    monkeypatch.setattr(nn.LazyBatchNorm1d, "materialize", no_alloc)
+    model = mlp()
+    before = snapshot(model)
+    text = lf.summary(model, lf.TensorSpec(("N", 28, 28)))
+    assert_same(before, snapshot(model))
+    assert model.has_uninitialized_params() and type(model.fc2) is nn.LazyLinear
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[1:]}
+    assert rows["flatten"] == ["Flatten", "f32[N,784]", "0"]
+    assert rows["fc1"] == ["Linear", "f32[N,256]", "200,960"]
+    assert rows["bn1"] == ["LazyBatchNorm1d", "f32[N,256]", "512"]
+    assert rows["fc2"] == ["LazyLinear", "f32[N,128]", "32,896"]
+    assert rows["bn2"] == ["LazyBatchNorm1d", "f32[N,128]", "256"]
+    assert rows["fc3"] == ["LazyLinear", "f32[N,10]", "1,290"]
+    assert "MLPWithBN" in text.splitlines()[0] and "f32[N,28,28]" in text.splitlines()[0]
+    assert text.splitlines()[-1] == "Total params: 235,914"
+
+
+def test_summary_total_matches_the_materialized_model():
+    model = mlp()
+    text = lf.summary(model, ("N", 784))
+    lf.infer_shapes(lf.trace(model, ("N", 784)))
+    total = sum(p.size for p in model.parameters())
+    assert text.splitlines()[-1] == f"Total params: {total:,}"
+
+
+def test_summary_of_functional_layers_and_shared_params():
+    text = lf.summary(M.TwoInputs(), ("N", 3), ("N", 2))
+    # `a` is called twice; its 16 parameters are counted once.
+    assert text.splitlines()[-1] == "Total params: 28"
+
+
+def test_summary_reports_inference_errors_and_changes_nothing():
+    model = M.FlattenIntoLazy()
+    before = snapshot(model)
+    with pytest.raises(InferenceError, match="symbol L"):
+        lf.summary(model, ("N", 3, "L"))
+    assert_same(before, snapshot(model))
