@@ -12,6 +12,7 @@ anyway and reported by the ``infer_shapes`` pass, which owns the checks.  Lazy s
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import linecache
 import os
@@ -44,12 +45,14 @@ def _is_internal(filename: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------- locations
-_CURRENT: list[Tracer] = []  # tracers active in this thread's call chain (innermost last)
+# The trace() in progress: locations are searched only in frames below its call.
+_ACTIVE: contextvars.ContextVar[Tracer | None] = contextvars.ContextVar("lazyfuse_tracer", default=None)
 
 
 def _user_frame() -> FrameType | None:
     """The innermost frame of user code below the active ``trace()`` call."""
-    stop = _CURRENT[-1].entry_frame if _CURRENT else None
+    active = _ACTIVE.get()
+    stop = active.entry_frame if active is not None else None
     f = sys._getframe(1)
     while f is not None and f is not stop:
         if not _is_internal(f.f_code.co_filename):
@@ -291,7 +294,7 @@ class Proxy:
     def _compare(self, other: Any) -> _Untraceable:
         return _Untraceable(f"a comparison of %{self.node.name}")
 
-    __lt__ = __le__ = __gt__ = __ge__ = _compare
+    __lt__ = __le__ = __gt__ = __ge__ = __eq__ = __ne__ = _compare  # type: ignore[assignment]
     __hash__ = object.__hash__
 
     def __iter__(self) -> Any:
@@ -629,13 +632,13 @@ def trace(model: Module, *specs: TensorSpec | tuple) -> Graph:
     tracer = Tracer(model, graph, sys._getframe())
     names = _input_names(model, len(types))
     proxies = [Proxy(graph.add_input(name, t), tracer) for name, t in zip(names, types)]
-    _CURRENT.append(tracer)
+    active_token = _ACTIVE.set(tracer)
     token = CALL_INTERCEPTOR.set(tracer.intercept)
     try:
         result = model(*proxies)
     finally:
         CALL_INTERCEPTOR.reset(token)
-        _CURRENT.pop()
+        _ACTIVE.reset(active_token)
     graph.set_output(_collect_outputs(result, tracer))
     graph.model = model
     return graph

@@ -40,10 +40,12 @@ def get_pass(name: str) -> PassFn:
     if name not in PASSES and name in _BUILTIN_PASS_MODULES:
         import importlib
 
+        module = _BUILTIN_PASS_MODULES[name]
         try:
-            importlib.import_module(_BUILTIN_PASS_MODULES[name])
-        except ModuleNotFoundError:
-            pass
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a real import error inside the pass module
+                raise
     try:
         return PASSES[name]
     except KeyError:

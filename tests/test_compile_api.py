@@ -142,3 +142,21 @@ def test_plain_shape_tuple_spec():
     assert str(cm.graph.inputs[0].type) == "f32[4,3]"
     with pytest.raises(ShapeError, match="dim 0 is 5, expected 4"):
         cm(np.ones((5, 3), np.float32))
+
+
+@pytest.mark.parametrize("name, spec, shape", [
+    ("MLPWithBN", ("N", 28, 28), (4, 28, 28)), ("DynamicNetwork", ("N", 20), (4, 20)),
+    ("DynamicMLP", ("N", 20), (4, 20)), ("SimpleNet", ("N", 7), (4, 7)),
+])
+def test_examples_compile_and_match_eager(name, spec, shape):
+    from lazyfuse.examples import mlp
+
+    lf.manual_seed(5)
+    model = getattr(mlp, name)()
+    cm = lf.compile(model, lf.TensorSpec(spec), backend="reference")
+    eager = getattr(mlp, name)()
+    eager.load_state_dict(model.state_dict())
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    np.testing.assert_allclose(cm(x), eager(x), rtol=2e-5, atol=2e-6)
+    for k, v in model.state_dict().items():
+        np.testing.assert_allclose(v, eager.state_dict()[k], rtol=2e-5, atol=2e-6, err_msg=k)

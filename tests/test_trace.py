@@ -323,3 +323,12 @@ def test_golden_examples_traced():
     assert_same(before, snapshot(model))
     g = lf.trace(DynamicMLP(), lf.TensorSpec(("N", 20)))
     assert str(g).strip() == golden_ir.DYNAMIC_MLP_TRACED.substitute(lines)
+
+
+def test_equality_of_traced_values_is_control_flow():
+    class Eq(nn.Module):
+        def forward(self, x, y):
+            return x if x == y else y
+
+    with pytest.raises(TraceError, match="control flow on a traced value"):
+        lf.trace(Eq(), ("N", 2), ("N", 2))
