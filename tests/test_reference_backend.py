@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import models_for_tests as M
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_trace import sequentials
 
 import lazyfuse as lf
 from lazyfuse import nn
@@ -168,3 +173,19 @@ def test_backend_protocol():
     assert int(model.bn.num_batches_tracked) == 0
     exe.run([x], state, {"bn": True})
     assert int(model.bn.num_batches_tracked) == 1  # state arrays are updated in place
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequentials(), st.integers(2, 5), st.booleans())
+def test_random_sequentials_match_eager(case, batch, train):
+    model, spec = case
+    lf.manual_seed(0)
+    cm = lf.compile(model, spec, backend="reference")
+    eager = copy.deepcopy(model)
+    model.train(train)
+    eager.train(train)
+    n = spec[0] if isinstance(spec[0], int) else batch
+    x = np.random.default_rng(batch).standard_normal((n, spec[1])).astype(np.float32)
+    np.testing.assert_allclose(cm(x), eager(x), rtol=1e-4, atol=1e-5)
+    for k, v in model.state_dict().items():
+        np.testing.assert_allclose(v, eager.state_dict()[k], rtol=1e-5, atol=1e-6, err_msg=k)
