@@ -5,6 +5,7 @@ It is the semantic oracle other backends are tested against: one impl call per n
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from lazyfuse.errors import CompileError
 from lazyfuse.ir.graph import Graph, Node
 from lazyfuse.ir.ops import OPS, bn_module
+from lazyfuse.ir.types import unify
 
 from . import register_backend
 
@@ -29,13 +31,21 @@ class ReferenceExecutable:
             if opdef is None or opdef.impl is None:
                 raise CompileError(f"reference backend: op {node.op!r} ({node.ref}) has no NumPy impl")
         self._nodes: list[Node] = list(graph.nodes)
+        # Impls such as reshape[shape=(N, -1)] evaluate symbolic attrs with the call's symbol sizes.
+        self._wants_bindings = {
+            op for op in {n.op for n in self._nodes}
+            if op in OPS and OPS[op].impl is not None
+            and "bindings" in inspect.signature(OPS[op].impl).parameters
+        }
 
     def run(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
             training: Mapping[str | None, bool]) -> np.ndarray | tuple[np.ndarray, ...]:
         env: dict[Node, np.ndarray] = {}
+        bindings: dict[str, int] = {}
         for node in self._nodes:
             if node.op == "input":
                 env[node] = inputs[node.attrs["index"]]
+                unify(node.type, env[node].shape, bindings, what=f"input %{node.name}")
             elif node.op in ("param", "buffer"):
                 env[node] = state[node.attrs["target"]]
             elif node.op == "output":
@@ -44,7 +54,8 @@ class ReferenceExecutable:
             else:
                 mode = bool(training.get(bn_module(node), False))
                 args = [env[n] for n in node.inputs]
-                env[node] = OPS[node.op].impl(node.attrs, *args, training=mode)
+                extra = {"bindings": bindings} if node.op in self._wants_bindings else {}
+                env[node] = OPS[node.op].impl(node.attrs, *args, training=mode, **extra)
         raise CompileError(f"reference backend: graph @{self.graph.name} has no output node")
 
 

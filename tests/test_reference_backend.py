@@ -189,3 +189,14 @@ def test_random_sequentials_match_eager(case, batch, train):
     np.testing.assert_allclose(cm(x), eager(x), rtol=1e-4, atol=1e-5)
     for k, v in model.state_dict().items():
         np.testing.assert_allclose(v, eager.state_dict()[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_symbolic_reshape_runs_with_the_call_sizes():
+    """reshape[shape=(N, -1)] needs N from the input at call time (two free entries in the attr)."""
+    model = M.Reshapes()
+    cm = lf.compile(model, lf.TensorSpec(("N", 4, 6)), backend="reference")
+    assert any(n.op == "reshape" and -1 in n.attrs["shape"] for n in cm.graph.nodes)
+    x = np.random.default_rng(1).standard_normal((5, 4, 6)).astype(np.float32)
+    expected = model.fc(np.maximum(x.reshape(5, -1), 0))  # the forward's math, eagerly
+    np.testing.assert_allclose(cm(x), expected, rtol=1e-6, atol=1e-6)
+    assert cm(x[:2]).shape == (2, 4)
