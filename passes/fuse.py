@@ -63,7 +63,7 @@ def fused_attrs(chain: list[Node]) -> dict:
 
 
 def rewrite(graph: Graph, chain: list[Node], fused_op: str) -> Node:
-    """Replace ``chain`` by one ``fused_op`` node named after its first node; returns it."""
+    """Replace ``chain`` by one ``fused_op`` node named after the chain (``fc1_bn1_relu1``)."""
     first, last = chain[0], chain[-1]
     operands = list(first.inputs) + [x for n in chain[1:] for x in n.inputs[1:]]
     fused = graph.create_node(
@@ -72,7 +72,7 @@ def rewrite(graph: Graph, chain: list[Node], fused_op: str) -> Node:
     last.replace_all_uses_with(fused)
     for n in reversed(chain):
         graph.erase(n)
-    graph.rename(fused, first.name)
+    graph.rename(fused, "_".join(n.name for n in chain))
     return fused
 
 
