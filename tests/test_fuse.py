@@ -174,3 +174,200 @@ def test_fused_matches_unfused_and_eager(momentum, dtype):
         for _, model in runs:
             for key, value in _state(eager).items():
                 np.testing.assert_allclose(_state(model)[key], value, **tol)
+
+
+# ------------------------------------------------------------------ hand-built graphs (edit API)
+T = lf.ir.TensorType
+N = lf.ir.Sym("N")
+
+
+def _bn_operands(g: lf.Graph, path: str, c: int, dtype=lf.ir.f32) -> list:
+    params = [g.get_attr("param", f"{path}.{k}", T(dtype, (c,))) for k in ("weight", "bias")]
+    bufs = [g.get_attr("buffer", f"{path}.{k}", T(dtype, (c,))) for k in ("running_mean", "running_var")]
+    return params + bufs + [g.get_attr("buffer", f"{path}.num_batches_tracked", T(lf.ir.i64, ()))]
+
+
+BN_ATTRS = dict(num_features=4, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True)
+
+
+def _linear_bn_graph(bn_module: str | None = "bn", weight_from_relu: bool = False) -> lf.Graph:
+    """x -> linear(fc) -> batch_norm(bn) -> relu(act); optionally BN's weight is relu(@bn.weight)."""
+    g = lf.Graph("hand", symbols=["N"])
+    x = g.add_input("x", T(lf.ir.f32, (N, 3)))
+    w, b = g.get_attr("param", "fc.weight", T(lf.ir.f32, (4, 3))), g.get_attr("param", "fc.bias", T(lf.ir.f32, (4,)))
+    bn_ops = _bn_operands(g, "bn", 4)
+    fc = g.create_node("linear", [x, w, b], dict(in_features=3, out_features=4, bias=True), T(lf.ir.f32, (N, 4)),
+                       name="fc", loc=lf.ir.Loc("m.py", 3), module="fc", module_type="Linear")
+    if weight_from_relu:  # a computed BN operand defined between the Linear and the BN
+        bn_ops[0] = g.create_node("relu", [bn_ops[0]], {}, bn_ops[0].type, name="pos_weight")
+    bn = g.create_node("batch_norm", [fc, *bn_ops], BN_ATTRS, fc.type, name="bn", module=bn_module,
+                       module_type="BatchNorm1d" if bn_module else None)
+    act = g.create_node("relu", [bn], {}, bn.type, name="act", module="act", module_type="ReLU")
+    g.set_output(act)
+    verify(g)
+    return g
+
+
+def run_fuse(graph: lf.Graph) -> lf.Graph:
+    return run_passes(graph, ["fuse"], PassContext(verify=True))
+
+
+def test_hand_built_chain_fuses_with_operands_in_order_and_first_loc():
+    g = run_fuse(_linear_bn_graph())
+    (fused,) = [n for n in g.nodes if n.op.startswith("fused_")]
+    assert fused.op == "fused_linear_bn_relu" and fused.name == "fc_bn_act"
+    assert [i.name for i in fused.inputs] == ["x", "fc.weight", "fc.bias", "bn.weight", "bn.bias",
+                                              "bn.running_mean", "bn.running_var", "bn.num_batches_tracked"]
+    assert fused.loc == lf.ir.Loc("m.py", 3) and fused.module == "fc"
+    assert fused.attrs == dict(BN_ATTRS, in_features=3, out_features=4, bias=True, modules=("fc", "bn", "act"),
+                               bn_module="bn")
+    assert lf.ir.bn_module(fused) == "bn"
+    assert g.output.inputs == (fused,)
+
+
+def test_computed_bn_operand_defined_after_the_linear_stays_before_its_use():
+    g = run_fuse(_linear_bn_graph(weight_from_relu=True))
+    assert compute_ops(g) == ["relu", "fused_linear_bn_relu"]
+    verify(g)
+
+
+def test_batch_norm_without_module_is_not_fused():
+    # the runtime reads the training flag of bn_module; a BN with no module path has none to read
+    g = run_fuse(_linear_bn_graph(bn_module=None))
+    assert compute_ops(g) == ["linear", "batch_norm", "relu"]
+
+
+def test_intermediate_used_twice_by_one_user_is_not_fused():
+    g = lf.Graph("twice", symbols=["N"])
+    x = g.add_input("x", T(lf.ir.f32, (N, 4)))
+    r = g.create_node("linear", [x, g.get_attr("param", "w", T(lf.ir.f32, (4, 4)))],
+                      dict(in_features=4, out_features=4, bias=False), T(lf.ir.f32, (N, 4)), module="fc")
+    s = g.create_node("add", [r, r], {}, r.type)
+    g.set_output(g.create_node("relu", [s], {}, s.type))
+    assert compute_ops(run_fuse(g)) == ["linear", "add", "relu"]
+
+
+def test_verifier_rejects_a_fused_linear_bn_on_a_3d_value():
+    g = lf.Graph("bad", symbols=["N"])
+    x = g.add_input("x", T(lf.ir.f32, (N, 4, 3)))
+    w = g.get_attr("param", "fc.weight", T(lf.ir.f32, (4, 3)))
+    attrs = dict(BN_ATTRS, in_features=3, out_features=4, bias=False, modules=("fc", "bn"), bn_module="bn")
+    g.set_output(g.create_node("fused_linear_bn", [x, w, *_bn_operands(g, "bn", 4)], attrs, T(lf.ir.f32, (N, 4, 4))))
+    with pytest.raises(lf.errors.VerifierError, match="channel axis"):
+        verify(g)
+
+
+def test_fused_shape_rule_resolves_lazy_dims_and_maps_refined_operands():
+    from lazyfuse.ir.ops import infer_node
+
+    lazy = T(lf.ir.f32, (lf.ir.UNKNOWN,))
+    ts = [T(lf.ir.f32, (N, 784)), T(lf.ir.f32, (256, lf.ir.UNKNOWN)), T(lf.ir.f32, (256,)), lazy, lazy, lazy, lazy,
+          T(lf.ir.i64, ())]
+    attrs = dict(BN_ATTRS, num_features=lf.ir.UNKNOWN, in_features=lf.ir.UNKNOWN, out_features=256, bias=True,
+                 modules=("fc1", "bn1", "relu1"), bn_module="bn1")
+    res = infer_node("fused_linear_bn_relu", attrs, ts)
+    assert str(res.out) == "f32[N,256]"
+    assert res.attrs["in_features"] == 784 and res.attrs["num_features"] == 256
+    assert {i: str(t) for i, t in res.inputs.items()} == {1: "f32[256,784]", 3: "f32[256]", 4: "f32[256]",
+                                                          5: "f32[256]", 6: "f32[256]"}
+
+
+def test_fuse_before_infer_shapes_gives_the_same_graph():
+    model = MLPWithBN()
+    spec = lf.TensorSpec(("N", 784))
+    early = run_passes(lf.trace(model, spec), ["fuse", "infer_shapes"], PassContext(verify=True))
+    late = run_passes(lf.trace(model, spec), ["infer_shapes", "fuse"], PassContext(verify=True))
+    assert early == late
+
+
+def test_functional_relu_and_dynamic_mlp():
+    from lazyfuse.examples.mlp import DynamicMLP
+
+    graph = optimize(DynamicMLP(), "N", 20)
+    assert compute_ops(graph) == ["fused_linear_relu", "fused_linear_relu", "linear"]
+    first = graph.node("fc0_relu")
+    assert first.attrs["modules"] == ("fc0", "") and "bn_module" not in first.attrs
+    assert first.module == "fc0" and first.module_type == "LazyLinear+relu"
+    assert lf.ir.bn_module(first) is None
+    assert lf.Graph.parse(str(graph)) == graph
+
+
+def test_dynamic_network_fuses_both_blocks_and_is_idempotent():
+    from lazyfuse.examples.mlp import DynamicNetwork
+
+    graph = optimize(DynamicNetwork(), "N", 20)
+    assert compute_ops(graph) == ["fused_linear_bn_relu", "fused_linear_bn_relu"]
+    assert [n.attrs["bn_module"] for n in graph.nodes if n.op.startswith("fused")] == ["layers.1", "layers.4"]
+    text = str(graph)
+    assert str(run_fuse(graph)) == text
+
+
+def test_pattern_table_is_longest_first_and_pass_is_registered():
+    from lazyfuse.passes.fuse import fuse
+    from lazyfuse.passes.manager import get_pass
+    from lazyfuse.passes.patterns import PATTERNS
+
+    assert get_pass("fuse") is fuse
+    lengths = [len(p.ops) for p in PATTERNS]
+    assert lengths == sorted(lengths, reverse=True)
+    for p in PATTERNS:
+        assert lf.ir.OPS[p.fused_op].kind == "fused"
+
+
+# ----------------------------------------------------------- runtime: CompiledModule on fused graphs
+def _compiled(model: nn.Module, spec: lf.TensorSpec, fuse: bool):
+    from lazyfuse.backends.common import CompiledModule
+
+    graph = run_passes(lf.trace(model, spec), UNFUSED + (["fuse"] if fuse else []),
+                       PassContext(model=model, verify=True))
+    return CompiledModule(model, graph, ReferenceExecutable(graph), [spec])
+
+
+def test_fusion_does_not_touch_parameters_or_fold_eval_batchnorm():
+    """Eval BN uses the running stats as they are at call time, also after they change."""
+    lf.manual_seed(1)
+    model = MLPWithBN()
+    spec = lf.TensorSpec(("N", 784))
+    run_passes(lf.trace(model, spec), ["infer_shapes", "materialize_lazy"], PassContext(model=model))
+    before = _state(model)
+    cm = _compiled(model, spec, fuse=True)
+    for key, value in before.items():
+        np.testing.assert_array_equal(_state(model)[key], value)
+    model.eval()
+    x = np.random.default_rng(1).standard_normal((5, 784)).astype(np.float32)
+    np.testing.assert_allclose(cm(x), model(x), rtol=1e-5, atol=1e-5)
+    model.bn1.running_mean += 0.5  # in place: the compiled module shares the arrays
+    model.bn2.running_var *= 3.0
+    np.testing.assert_allclose(cm(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_fused_graph_follows_each_bn_modules_training_flag():
+    lf.manual_seed(2)
+    eager = MLPWithBN()
+    spec = lf.TensorSpec(("N", 784))
+    fused_model, plain_model = copy.deepcopy(eager), copy.deepcopy(eager)
+    fused, plain = _compiled(fused_model, spec, True), _compiled(plain_model, spec, False)
+    eager.load_state_dict(fused_model.state_dict())
+    plain_model.load_state_dict(fused_model.state_dict())
+    rng = np.random.default_rng(2)
+    for step, bn1_training in enumerate([True, True, False, True]):
+        for m in (eager, fused_model, plain_model):
+            m.train()
+            m.bn1.train(bn1_training)  # bn2 stays in train mode: flags are per BN module
+        x = rng.standard_normal((6, 784)).astype(np.float32)
+        want = eager(x)
+        np.testing.assert_allclose(fused(x), want, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(plain(x), want, rtol=1e-4, atol=1e-5)
+        for key, value in _state(eager).items():
+            np.testing.assert_allclose(_state(fused_model)[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert int(fused_model.bn1.num_batches_tracked) == 3 and int(fused_model.bn2.num_batches_tracked) == 4
+
+
+def test_compiled_fused_graph_rejects_one_value_per_channel_in_train_mode():
+    model = MLPWithBN()
+    cm = _compiled(model, lf.TensorSpec(("N", 784)), fuse=True)
+    before = _state(model)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        cm(np.zeros((1, 784), np.float32))
+    for key, value in before.items():
+        np.testing.assert_array_equal(_state(model)[key], value)
