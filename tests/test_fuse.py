@@ -7,6 +7,9 @@ import copy
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_trace import sequentials
 
 import lazyfuse as lf
 from lazyfuse import nn
@@ -371,3 +374,23 @@ def test_compiled_fused_graph_rejects_one_value_per_channel_in_train_mode():
         cm(np.zeros((1, 784), np.float32))
     for key, value in before.items():
         np.testing.assert_array_equal(_state(model)[key], value)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequentials(), st.integers(2, 5))
+def test_random_sequentials_fused_match_eager_over_train_and_eval_steps(case, batch):
+    model, spec = case
+    lf.manual_seed(0)
+    spec = lf.TensorSpec(spec)
+    cm = _compiled(model, spec, fuse=True)
+    verify(cm.graph)
+    eager = copy.deepcopy(model)
+    n = spec.shape[0] if isinstance(spec.shape[0], int) else batch
+    rng = np.random.default_rng(batch)
+    for train in (True, True, False):
+        model.train(train)
+        eager.train(train)
+        x = rng.standard_normal((n, spec.shape[1])).astype(np.float32)
+        np.testing.assert_allclose(cm(x), eager(x), rtol=1e-4, atol=1e-5)
+        for k, v in model.state_dict().items():
+            np.testing.assert_allclose(v, eager.state_dict()[k], rtol=1e-5, atol=1e-6, err_msg=k)
