@@ -1,0 +1,54 @@
+"""The ``cpu`` backend object and its executable (see docs/contracts.md, "Backend protocol")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lazyfuse.ir.graph import Graph
+
+from . import threads
+from .cache import load_module
+from .codegen import generate
+
+
+class NumbaCPUExecutable:
+    """One generated module; ``run`` gathers the arrays in ``run()``'s order and calls it once."""
+
+    def __init__(self, graph: Graph) -> None:
+        gen = generate(graph)
+        self.source: str = gen.source
+        self.module, self.path = load_module(gen.source)
+        self.cached: bool = self.path is not None
+        self._args = gen.args
+        self._run = self.module.run
+
+    @property
+    def file(self) -> Path | None:
+        """The generated module's file in the cache dir (None when running uncached)."""
+        return self.path
+
+    def run(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
+            training: Mapping[str | None, bool]) -> np.ndarray | tuple[np.ndarray, ...]:
+        args = []
+        for kind, key in self._args:
+            if kind == "input":
+                args.append(inputs[key])
+            elif kind == "state":
+                args.append(state[key])
+            else:
+                args.append(bool(training.get(key, False)))
+        with threads.call_guard():
+            return self._run(*args)
+
+
+class NumbaCPUBackend:
+    """``lazyfuse.compile(model, spec, backend="cpu")``: the whole graph as one Numba call."""
+
+    name = "cpu"
+    pipeline = ["infer_shapes", "materialize_lazy", "dce", "fuse"]
+
+    def build(self, graph: Graph) -> NumbaCPUExecutable:
+        return NumbaCPUExecutable(graph)

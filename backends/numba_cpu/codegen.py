@@ -1,0 +1,242 @@
+"""Graph -> one Python module of ``@njit`` functions.
+
+The module holds the kernel library (copied from :mod:`.kernels`, parallel templates twice: ``_p``
+and ``_s``) and one top-level ``run(...)`` that executes the whole graph: inputs, parameters,
+buffers and the BatchNorm ``training`` flags are its arguments; intermediates are allocated per call
+(no shared scratch, so concurrent calls are safe); symbolic dims come from the input shapes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import re
+import textwrap
+from dataclasses import dataclass, field
+
+import numba
+
+from lazyfuse.errors import CompileError
+from lazyfuse.ir.graph import Graph, Node
+from lazyfuse.ir.ops import bn_module
+from lazyfuse.ir.types import UNKNOWN, Sym, TensorType
+
+from . import kernels
+
+DECORATOR = '@njit(cache=True, nogil=True, error_model="numpy"{extra})'
+CONSTANTS = ("PAR_MIN", "MAX_CHUNKS", "MIN_CHUNK_ROWS", "LANES")
+
+
+def _template(name: str) -> str:
+    return textwrap.dedent(inspect.getsource(getattr(kernels, name)))
+
+
+def library_source() -> str:
+    """The kernel library every generated module starts with (imports, constants, kernels)."""
+    out = ["import numpy as np", "from numba import njit, prange", ""]
+    out += [f"{c} = {getattr(kernels, c)!r}" for c in CONSTANTS]
+    out.append("")
+    for name in kernels.PARALLEL:
+        src = _template(name)
+        par = src.replace(f"def {name}(", f"def {name}_p(", 1)
+        ser = re.sub(r"\bprange\b", "range", src.replace(f"def {name}(", f"def {name}_s(", 1))
+        out += ["", DECORATOR.format(extra=", parallel=True"), par.rstrip(), "",
+                DECORATOR.format(extra=""), ser.rstrip(), ""]
+    for name in kernels.SERIAL:
+        out += ["", DECORATOR.format(extra=""), _template(name).rstrip(), ""]
+    return "\n".join(out) + "\n"
+
+
+@dataclass
+class Generated:
+    """The module source and how ``run``'s arguments are gathered, in order: ``("input", index)``,
+    ``("state", target)`` or ``("train", module_path)``."""
+
+    source: str
+    args: list[tuple[str, object]] = field(default_factory=list)
+    n_outputs: int = 1
+
+
+def _ident(text: str, prefix: str, taken: set[str]) -> str:
+    base = prefix + re.sub(r"\W", "_", text)
+    if keyword.iskeyword(base):
+        base += "_"
+    name, i = base, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    taken.add(name)
+    return name
+
+
+class _Emitter:
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.taken: set[str] = {"run", "np", "njit", "prange"}
+        self.var: dict[Node, str] = {}
+        self.syms: dict[str, str] = {}
+        self.params: list[str] = []
+        self.args: list[tuple[str, object]] = []
+        self.train: dict[str | None, str] = {}
+        self.body: list[str] = []
+
+    # -- helpers --------------------------------------------------------------------------------
+    def dim(self, d: object, where: Node) -> str:
+        if isinstance(d, int):
+            return str(d)
+        if isinstance(d, Sym):
+            parts = [self._sym(n, where) for n in d.names]
+            if d.coeff != 1:
+                parts.insert(0, str(d.coeff))
+            return " * ".join(parts)
+        raise CompileError(f"cpu backend: {where.ref} has an unresolved dim ({d}); run infer_shapes first")
+
+    def _sym(self, name: str, where: Node) -> str:
+        if name not in self.syms:
+            raise CompileError(f"cpu backend: symbol {name} in {where.ref} is not a dim of any input")
+        return self.syms[name]
+
+    def shape(self, t: TensorType, where: Node) -> str:
+        dims = [self.dim(d, where) for d in t.shape]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+    @staticmethod
+    def np_dtype(t: TensorType) -> str:
+        return f"np.{t.dtype.name}"
+
+    def flag(self, node: Node) -> str:
+        path = bn_module(node)
+        if path not in self.train:
+            self.train[path] = _ident(path or "model", "t_", self.taken)
+            self.args.append(("train", path))
+        return self.train[path]
+
+    def emit(self, line: str) -> None:
+        self.body.append("    " + line)
+
+    # -- nodes ----------------------------------------------------------------------------------
+    def source_node(self, node: Node) -> None:
+        if node.op == "input":
+            name = _ident(node.name, "a_", self.taken)
+            self.args.append(("input", node.attrs["index"]))
+            for k, d in enumerate(node.type.shape):
+                if isinstance(d, Sym) and d.coeff == 1 and len(d.names) == 1 and d.names[0] not in self.syms:
+                    sym = _ident(d.names[0], "sym_", self.taken)
+                    self.syms[d.names[0]] = sym
+                    self.emit(f"{sym} = {name}.shape[{k}]")
+        else:
+            name = _ident(node.attrs["target"], "s_", self.taken)
+            self.args.append(("state", node.attrs["target"]))
+        self.params.append(name)
+        self.var[node] = name
+
+    def compute_node(self, node: Node) -> None:
+        self.emit("# " + node.format())
+        out = _ident(node.name, "v_", self.taken)
+        self.var[node] = out
+        ins = [self.var[i] for i in node.inputs]
+        op = node.op
+        if op in ("flatten", "reshape"):
+            self.emit(f"{out} = {ins[0]}.reshape({self.shape(node.type, node)})")
+        elif op == "relu":
+            self.emit(f"{out} = np.empty_like({ins[0]})")
+            self.emit(f"op_relu({ins[0]}, {out})")
+        elif op == "add":
+            self.emit(f"{out} = np.add({ins[0]}, {ins[1]})")
+        elif op in ("linear", "fused_linear_relu"):
+            self.linear(node, out, ins, relu=op == "fused_linear_relu")
+        elif op in ("fused_linear_bn", "fused_linear_bn_relu"):
+            self.linear_bn(node, out, ins, relu=op.endswith("_relu"))
+        elif op in ("batch_norm", "fused_bn_relu"):
+            self.batch_norm(node, out, ins, relu=op == "fused_bn_relu")
+        else:
+            raise CompileError(f"cpu backend: op {op!r} ({node.ref}) is not supported")
+
+    def _zeros(self, n: str, t: TensorType, fill: str = "zeros") -> str:
+        return f"np.{fill}({n}, {self.np_dtype(t)})"
+
+    def linear(self, node: Node, out: str, ins: list[str], relu: bool) -> None:
+        x_t = node.inputs[0].type
+        o = node.attrs["out_features"]
+        bias = ins[2] if node.attrs.get("bias", True) else self._zeros(str(o), node.type)
+        has_bias = node.attrs.get("bias", True)
+        if x_t.rank == 2:
+            self.emit(f"{out} = np.empty({self.shape(node.type, node)}, {self.np_dtype(node.type)})")
+            self.emit(f"op_linear({ins[0]}, {ins[1]}, {bias}, {has_bias}, {relu}, {out})")
+            return
+        lead = " * ".join(self.dim(d, node) for d in x_t.shape[:-1]) or "1"
+        k = self.dim(x_t.shape[-1], node)
+        self.emit(f"{out}_2d = np.empty(({lead}, {o}), {self.np_dtype(node.type)})")
+        x2 = f"{ins[0]}.reshape(({lead}, {k}))"
+        self.emit(f"op_linear({x2}, {ins[1]}, {bias}, {has_bias}, {relu}, {out}_2d)")
+        self.emit(f"{out} = {out}_2d.reshape({self.shape(node.type, node)})")
+
+    def _bn_args(self, node: Node, bn_ins: list[str], t: TensorType) -> str:
+        """gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps for the op drivers."""
+        a = node.attrs
+        c = self.dim(t.shape[1], node)
+        rest = list(bn_ins)
+        gamma, beta = (rest.pop(0), rest.pop(0)) if a.get("affine", True) else (
+            self._zeros(c, t, "ones"), self._zeros(c, t))
+        track = a.get("track_running_stats", True)
+        if track:
+            rm, rv, nbt = rest[0], rest[1], rest[2]
+            flag = self.flag(node)
+            batch, update = flag, flag
+        else:
+            rm, rv, nbt = self._zeros(c, t), self._zeros(c, t, "ones"), "np.zeros(1, np.int64).reshape(())"
+            batch, update = "True", "False"
+        momentum = a.get("momentum", 0.1)
+        mom = "-1.0" if momentum is None else repr(float(momentum))
+        return f"{gamma}, {beta}, {rm}, {rv}, {nbt}, {batch}, {update}, {mom}, {float(a.get('eps', 1e-5))!r}"
+
+    def linear_bn(self, node: Node, out: str, ins: list[str], relu: bool) -> None:
+        has_bias = node.attrs.get("bias", True)
+        o = self.dim(node.type.shape[1], node)
+        bias = ins[2] if has_bias else self._zeros(o, node.type)
+        bn_ins = ins[3:] if has_bias else ins[2:]
+        self.emit(f"{out} = np.empty({self.shape(node.type, node)}, {self.np_dtype(node.type)})")
+        self.emit(f"op_linear_bn({ins[0]}, {ins[1]}, {bias}, {self._bn_args(node, bn_ins, node.type)}, "
+                  f"{relu}, {out})")
+
+    def batch_norm(self, node: Node, out: str, ins: list[str], relu: bool) -> None:
+        t = node.type
+        self.emit(f"{out} = np.empty({self.shape(t, node)}, {self.np_dtype(t)})")
+        args = self._bn_args(node, ins[1:], t)
+        if t.rank == 2:
+            pre = self._zeros(self.dim(t.shape[1], node), t)
+            self.emit(f"op_bn2({ins[0]}, {out}, {pre}, {args}, {relu})")
+        elif t.rank == 3:
+            self.emit(f"op_bn3({ins[0]}, {out}, {args}, {relu})")
+        else:
+            raise CompileError(f"cpu backend: batch_norm {node.ref} needs rank 2 or 3, got {t}")
+
+
+def generate(graph: Graph) -> Generated:
+    """Generate the module for ``graph`` (shapes inferred; fused or not)."""
+    em = _Emitter(graph)
+    inputs = sorted(graph.inputs, key=lambda n: n.attrs["index"])
+    for node in inputs:
+        em.source_node(node)
+    for node in graph.params():
+        em.source_node(node)
+    outputs: list[str] = []
+    for node in graph.nodes:
+        if node.op in ("input", "param", "buffer"):
+            continue
+        if node.op == "output":
+            outputs = [em.var[n] for n in node.inputs]
+            continue
+        for d in node.type.shape if node.type is not None else ():
+            if d is UNKNOWN:
+                raise CompileError(f"cpu backend: {node.ref} has an unresolved dim; run infer_shapes first")
+        em.compute_node(node)
+    if not outputs:
+        raise CompileError(f"cpu backend: graph @{graph.name} has no output")
+    ret = outputs[0] if len(outputs) == 1 else "(" + ", ".join(outputs) + ",)"
+    params = em.params + [em.train[p] for p in em.train]
+    header = (f"# Generated by lazyfuse (cpu backend) for graph @{graph.name}; numba {numba.__version__}.\n"
+              "# One call of run() executes the whole graph.\n")
+    run = [DECORATOR.format(extra=""), f"def run({', '.join(params)}):", *em.body, f"    return {ret}"]
+    source = header + library_source() + "\n" + "\n".join(run) + "\n"
+    args = [a for a in em.args if a[0] != "train"] + [("train", p) for p in em.train]
+    return Generated(source, args, len(outputs))
