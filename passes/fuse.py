@@ -11,6 +11,8 @@ folded into the weights; the fused op computes the same thing from the live arra
 
 from __future__ import annotations
 
+from typing import Any
+
 from lazyfuse.ir.graph import Graph, Node
 from lazyfuse.ir.ops import OPS
 
@@ -50,9 +52,9 @@ def match_chain(start: Node, pattern: FusionPattern) -> list[Node] | None:
     return chain
 
 
-def fused_attrs(chain: list[Node]) -> dict:
+def fused_attrs(chain: list[Node]) -> dict[str, Any]:
     """The fused node's attrs: the chain's attrs (defaults filled) plus ``modules``/``bn_module``."""
-    attrs: dict = {}
+    attrs: dict[str, Any] = {}
     for n in chain:
         attrs.update(OPS[n.op].with_defaults(n.attrs))
     attrs["modules"] = tuple(n.module or "" for n in chain)
