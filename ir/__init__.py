@@ -10,3 +10,8 @@ __all__ = [
     "Graph", "Node", "Loc", "OPS", "OpDef", "AttrSpec", "ShapeResult", "register_op", "verify",
     "bn_module",
 ]
+
+# The fused ops (``fused_linear_bn_relu``, ...) belong to the op table too, so that a parsed or
+# deserialized fused graph verifies and runs without the ``fuse`` pass having been imported.  Their
+# definitions live beside the pattern table that produces them; importing it registers them.
+from lazyfuse.passes import patterns as _fused_ops  # noqa: E402,F401

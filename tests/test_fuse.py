@@ -394,3 +394,16 @@ def test_random_sequentials_fused_match_eager_over_train_and_eval_steps(case, ba
         np.testing.assert_allclose(cm(x), eager(x), rtol=1e-4, atol=1e-5)
         for k, v in model.state_dict().items():
             np.testing.assert_allclose(v, eager.state_dict()[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_fused_graph_parses_and_verifies_in_a_fresh_process():
+    """The fused ops are part of the op table as soon as lazyfuse.ir is imported."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom lazyfuse.ir import Graph, verify\n"
+            "g = Graph.parse(sys.stdin.read())\nverify(g)\nprint(sorted({n.op for n in g.nodes}))")
+    result = subprocess.run([sys.executable, "-c", code], input=MLP_FUSED, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "fused_linear_bn_relu" in result.stdout
