@@ -46,24 +46,21 @@ def k_stats2d(x, mean, var):
     """Per-column mean and biased variance of ``x`` (N, C) into float64 ``mean``, ``var``."""
     n, c = x.shape
     nch = min(MAX_CHUNKS, max(1, n // MIN_CHUNK_ROWS))
-    zero = np.zeros(1, x.dtype)[0]
-    shift = np.empty(c, x.dtype)
+    shift = np.zeros(c, x.dtype)
     for j in range(c):
         v = x[0, j]
-        shift[j] = v if np.isfinite(v) else zero
+        if v - v == 0.0:  # finite (inf - inf and NaN - NaN are NaN)
+            shift[j] = v
     p1 = np.zeros((nch, c), x.dtype)
     p2 = np.zeros((nch, c), x.dtype)
     for k in prange(nch):
         lo = k * n // nch
         hi = (k + 1) * n // nch
-        a1 = p1[k]
-        a2 = p2[k]
         for i in range(lo, hi):
-            row = x[i]
             for j in range(c):
-                d = row[j] - shift[j]
-                a1[j] += d
-                a2[j] += d * d
+                d = x[i, j] - shift[j]
+                p1[k, j] += d
+                p2[k, j] += d * d
     s1 = np.zeros(c)
     s2 = np.zeros(c)
     for k in range(nch):
@@ -80,40 +77,34 @@ def k_stats2d(x, mean, var):
 def k_affine2d(x, out, m, s, t, relu):
     """out[i, j] = (x[i, j] - m[j]) * s[j] + t[j], then ReLU if ``relu`` (``out`` may be ``x``)."""
     n, c = x.shape
-    zero = np.zeros(1, out.dtype)[0]
     for i in prange(n):
-        xr = x[i]
-        orow = out[i]
         if relu:
             for j in range(c):
-                v = (xr[j] - m[j]) * s[j] + t[j]
-                orow[j] = zero if v < zero else v
+                v = (x[i, j] - m[j]) * s[j] + t[j]
+                out[i, j] = 0.0 if v < 0.0 else v
         else:
             for j in range(c):
-                orow[j] = (xr[j] - m[j]) * s[j] + t[j]
+                out[i, j] = (x[i, j] - m[j]) * s[j] + t[j]
 
 
 def k_bias2d(x, b, relu):
     """x[i, j] += b[j] in place, then ReLU if ``relu`` (NaN stays NaN)."""
     n, c = x.shape
-    zero = np.zeros(1, x.dtype)[0]
     for i in prange(n):
-        xr = x[i]
         if relu:
             for j in range(c):
-                v = xr[j] + b[j]
-                xr[j] = zero if v < zero else v
+                v = x[i, j] + b[j]
+                x[i, j] = 0.0 if v < 0.0 else v
         else:
             for j in range(c):
-                xr[j] = xr[j] + b[j]
+                x[i, j] += b[j]
 
 
 def k_relu(x, out):
     """out = relu(x) elementwise on flat arrays (NaN stays NaN)."""
-    zero = np.zeros(1, out.dtype)[0]
     for i in prange(x.size):
         v = x[i]
-        out[i] = zero if v < zero else v
+        out[i] = 0.0 if v < 0.0 else v
 
 
 def k_bn3d_train(x, out, gamma, beta, eps, relu, mean, var):
@@ -124,7 +115,7 @@ def k_bn3d_train(x, out, gamma, beta, eps, relu, mean, var):
     zero = np.zeros(1, x.dtype)[0]
     for ch in prange(c):
         sh = x[0, ch, 0]
-        if not np.isfinite(sh):
+        if not sh - sh == zero:  # not finite
             sh = zero
         a1 = np.zeros(LANES, x.dtype)
         a2 = np.zeros(LANES, x.dtype)

@@ -1,4 +1,4 @@
-"""Threading (placeholder until measured)."""
+"""Thread pools and concurrent calls (placeholder doc; see the final version)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,22 @@ from collections.abc import Iterator
 _LOCK = threading.Lock()
 
 
+def threading_layer() -> str | None:
+    """Numba's threading layer once a parallel kernel has run (None before)."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return None
+
+
 @contextlib.contextmanager
 def call_guard() -> Iterator[None]:
-    yield
+    """Serialize calls when Numba runs on its ``workqueue`` layer, which is not thread-safe."""
+    layer = threading_layer()
+    if layer in (None, "workqueue"):
+        with _LOCK:
+            yield
+    else:
+        yield

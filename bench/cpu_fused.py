@@ -1,0 +1,220 @@
+"""Fused-kernel benchmark of the ``cpu`` backend against BLAS, NumPy and PyTorch eager.
+
+Run ``python -m lazyfuse.bench.cpu_fused [--quick] [--json out.json]``; :func:`run` returns the
+rows for a ``lazyfuse bench`` CLI.  Every comparison is *paired*: the candidates run alternately
+(A, B, A, B, ...) in one process and each row reports the median of the per-round ratios, so load
+from other processes on a shared machine hits both sides alike.  Ratios < 1 mean lazyfuse is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+_ROUNDS_QUICK, _ROUNDS_FULL = 7, 25
+
+
+def _time(fn: Callable[[], Any], reps: int) -> float:
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t) / reps
+
+
+def paired(name: str, cand: Callable[[], Any], base: Callable[[], Any], base_name: str, rounds: int,
+           reps: int = 1, target: float | None = None) -> dict[str, Any]:
+    """Median per-round ratio cand/base (interleaved), with both medians in ms."""
+    cand(), base()  # warm up (JIT, caches, thread pools)
+    tc, tb, ratios = [], [], []
+    for _ in range(rounds):
+        a = _time(cand, reps)
+        b = _time(base, reps)
+        tc.append(a)
+        tb.append(b)
+        ratios.append(a / b)
+    ratio = statistics.median(ratios)
+    row = {"bench": name, "baseline": base_name, "lazyfuse_ms": statistics.median(tc) * 1e3,
+           "baseline_ms": statistics.median(tb) * 1e3, "ratio": ratio, "rounds": rounds}
+    if target is not None:
+        row["target"] = target
+        row["met"] = bool(ratio <= target)
+    return row
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """BLAS / OpenMP libraries loaded in this process (threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("user_api", "internal_api", "prefix", "version", "architecture", "num_threads", "threading_layer")
+    return [{k: i.get(k) for k in keys if k in i} for i in threadpool_info()]
+
+
+def _fused_model(train: bool, n: int, k: int, dtype: type) -> tuple[Any, Any, np.ndarray]:
+    import lazyfuse as lf
+    from lazyfuse import nn
+
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.Linear(k, k, dtype=dtype), nn.BatchNorm1d(k, dtype=dtype), nn.ReLU())
+    model.train(train)
+    cm = lf.compile(model, lf.TensorSpec(("N", k), dtype=np.dtype(dtype).name), backend="cpu")
+    x = np.random.default_rng(0).standard_normal((n, k)).astype(dtype)
+    return model, cm, x
+
+
+def bench_fused_linear(rounds: int, quick: bool) -> list[dict[str, Any]]:
+    n, k = (1024, 512) if quick else (4096, 1024)
+    rows = []
+    for train in (True, False):
+        mode = "train" if train else "eval"
+        model, cm, x = _fused_model(train, n, k, np.float32)
+        w = np.asarray(model[0].weight)
+        y = np.empty((n, k), np.float32)
+        tag = f"linear+bn+relu {mode} f32 x({n},{k})"
+        rows.append(paired(tag, lambda cm=cm, x=x: cm(x), lambda: np.matmul(x, w.T, out=y),
+                           "np.matmul(x, W.T, out=y)", rounds, target=1.08 if train else 1.03))
+        try:
+            import torch
+        except ImportError:
+            continue
+        torch.set_num_threads(os.cpu_count() or 1)
+        tm = torch.nn.Sequential(torch.nn.Linear(k, k), torch.nn.BatchNorm1d(k), torch.nn.ReLU())
+        tm.train(train)
+        tx = torch.from_numpy(x)
+
+        def torch_step(tm: Any = tm, tx: Any = tx) -> Any:
+            with torch.no_grad():
+                return tm(tx)
+
+        rows.append(paired(tag, lambda cm=cm, x=x: cm(x), torch_step,
+                           f"torch eager ({torch.get_num_threads()} threads)", rounds,
+                           target=0.75 if train else 0.9))
+    return rows
+
+
+def bench_mlp(rounds: int) -> list[dict[str, Any]]:
+    import lazyfuse as lf
+    from lazyfuse.examples.mlp import MLPWithBN
+
+    lf.manual_seed(0)
+    model = MLPWithBN()
+    cm = lf.compile(model, lf.TensorSpec(("N", 784)), backend="cpu")
+    model.eval()
+    x = np.random.default_rng(1).standard_normal((32, 784)).astype(np.float32)
+    rows = []
+    try:
+        import torch
+    except ImportError:
+        return rows
+    tm = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(784, 256), torch.nn.BatchNorm1d(256), torch.nn.ReLU(),
+        torch.nn.Linear(256, 128), torch.nn.BatchNorm1d(128), torch.nn.ReLU(),
+        torch.nn.Linear(128, 10)).eval()
+    tx = torch.from_numpy(x)
+
+    def torch_step() -> Any:
+        with torch.no_grad():
+            return tm(tx)
+
+    rows.append(paired("MLPWithBN eval f32 batch 32", lambda: cm(x), torch_step,
+                       f"torch eager ({torch.get_num_threads()} threads)", rounds, reps=200, target=0.5))
+    return rows
+
+
+def bench_bn(rounds: int, quick: bool) -> list[dict[str, Any]]:
+    import lazyfuse as lf
+    from lazyfuse import nn
+
+    shape = (16, 128, 1024) if quick else (64, 256, 2048)
+    model = nn.BatchNorm1d(shape[1])
+    cm = lf.compile(model, lf.TensorSpec(("N", shape[1], shape[2])), backend="cpu")
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    dst = np.empty_like(x)
+    row = paired(f"BatchNorm1d train f32 {shape}", lambda: cm(x), lambda: np.copyto(dst, x),
+                 "np.copyto (same array)", rounds)
+    # The target is on speed: BN must reach >= 0.6x copy speed, i.e. time ratio <= 1/0.6.
+    row["target"] = 1 / 0.6
+    row["met"] = bool(row["ratio"] <= row["target"])
+    return [row]
+
+
+_COMPILE_SNIPPET = """
+import time, numpy as np
+t0 = time.perf_counter()
+import lazyfuse as lf
+from lazyfuse.examples.mlp import MLPWithBN
+t1 = time.perf_counter()
+lf.manual_seed(0)
+m = MLPWithBN()
+cm = lf.compile(m, lf.TensorSpec(("N", 784)), backend="cpu")
+cm(np.zeros((32, 784), np.float32))
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+
+
+def bench_compile() -> list[dict[str, Any]]:
+    """MLPWithBN compile + first call in fresh processes: cold (empty cache dirs), then warm."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, LAZYFUSE_CACHE_DIR=os.path.join(tmp, "lf"),
+                   NUMBA_CACHE_DIR=os.path.join(tmp, "nb"))
+        for kind, target in (("cold", 3.0), ("warm", 0.5)):
+            out = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], env=env,
+                                 capture_output=True, text=True, check=True).stdout.split()
+            imp, first = float(out[-2]), float(out[-1])
+            rows.append({"bench": f"MLPWithBN compile+first call ({kind}, new process)",
+                         "seconds": first, "import_seconds": imp, "target": target, "met": first <= target})
+    return rows
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """All benchmarks; ``quick`` uses small shapes and few rounds."""
+    rounds = _ROUNDS_QUICK if quick else _ROUNDS_FULL
+    rows = bench_fused_linear(rounds, quick) + bench_mlp(rounds) + bench_bn(rounds, quick) + bench_compile()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m lazyfuse.bench.cpu_fused", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small shapes, few rounds")
+    ap.add_argument("--json", metavar="PATH", help="write machine info and rows as JSON")
+    args = ap.parse_args(argv)
+    rows = run(args.quick)
+    import numba
+
+    from lazyfuse.backends.numba_cpu import threads
+
+    info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+            "numba_threading_layer": threads.threading_layer(), "blas": blas_info(),
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
+    for r in rows:
+        if "ratio" in r:
+            met = "" if "met" not in r else ("  met" if r["met"] else "  NOT met")
+            print(f"{r['bench']:<48} vs {r['baseline']:<28} {r['lazyfuse_ms']:9.3f} ms / "
+                  f"{r['baseline_ms']:9.3f} ms  ratio {r['ratio']:.3f} "
+                  f"(target <= {r.get('target', float('nan')):.2f}){met}")
+        else:
+            print(f"{r['bench']:<48} {r['seconds']:.2f} s (import {r['import_seconds']:.2f} s, target <= "
+                  f"{r['target']} s) {'met' if r['met'] else 'NOT met'}")
+    print("BLAS:", json.dumps(info["blas"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"info": info, "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

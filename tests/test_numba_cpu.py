@@ -1,0 +1,236 @@
+"""The ``cpu`` backend against the reference backend and PyTorch (train steps, then eval).
+
+One "zoo" model per dtype covers every lowering (fused_linear_bn_relu with lazy modules,
+fused_linear_bn with momentum=None, fused_linear_relu without bias, fused_bn_relu over (N,C,L)
+with affine=False, unfused batch_norm 2-D/3-D with track_running_stats=False, linear on a rank-3
+input, add, relu, flatten), so each dtype compiles once (module-scoped fixtures, disk cache).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import lazyfuse as lf
+from lazyfuse import nn
+from lazyfuse.frontends.nn import functional as F
+
+torch = pytest.importorskip("torch")
+tnn = torch.nn
+
+L = 4
+
+
+class Zoo(nn.Module):
+    def __init__(self, dtype=np.float32):
+        super().__init__()
+        d = {"dtype": dtype}
+        self.a = nn.Sequential(nn.LazyLinear(6, **d), nn.LazyBatchNorm1d(**d), nn.ReLU())
+        self.f = nn.BatchNorm1d(6, eps=1e-3, **d)
+        self.b = nn.Sequential(nn.Linear(5, 4, **d), nn.BatchNorm1d(4, momentum=None, **d))
+        self.g = nn.Linear(4, 2, **d)
+        self.c = nn.Sequential(nn.Linear(5, 3, bias=False, **d), nn.ReLU())
+        self.d = nn.Sequential(nn.BatchNorm1d(3, affine=False, **d), nn.ReLU())
+        self.e = nn.BatchNorm1d(3, track_running_stats=False, **d)
+        self.flat = nn.Flatten()
+        self.h = nn.Linear(L, 2, **d)
+
+    def forward(self, x, z):
+        y1 = self.f(self.a(x))
+        y2 = self.g(self.b(x))
+        y3 = F.relu(self.c(x) + self.c(x))
+        y4 = self.d(z)
+        y5 = self.flat(self.e(z))
+        y6 = self.h(z)
+        return y1, y2, y3, y4, y5, y6
+
+
+class TorchZoo(tnn.Module):
+    def __init__(self, dtype):
+        super().__init__()
+        d = {"dtype": dtype}
+        self.a = tnn.Sequential(tnn.Linear(5, 6, **d), tnn.BatchNorm1d(6, **d), tnn.ReLU())
+        self.f = tnn.BatchNorm1d(6, eps=1e-3, **d)
+        self.b = tnn.Sequential(tnn.Linear(5, 4, **d), tnn.BatchNorm1d(4, momentum=None, **d))
+        self.g = tnn.Linear(4, 2, **d)
+        self.c = tnn.Sequential(tnn.Linear(5, 3, bias=False, **d), tnn.ReLU())
+        self.d = tnn.Sequential(tnn.BatchNorm1d(3, affine=False, **d), tnn.ReLU())
+        self.e = tnn.BatchNorm1d(3, track_running_stats=False, **d)
+        self.h = tnn.Linear(L, 2, **d)
+
+    def forward(self, x, z):
+        return (self.f(self.a(x)), self.g(self.b(x)), torch.relu(self.c(x) + self.c(x)), self.d(z),
+                self.e(z).flatten(1), self.h(z))
+
+
+SPECS = {np.float32: "float32", np.float64: "float64"}
+TOL = {np.float32: {"rtol": 2e-4, "atol": 2e-5}, np.float64: {"rtol": 1e-9, "atol": 1e-10}}
+
+
+def _compiled(dtype):
+    lf.manual_seed(0)
+    model = Zoo(dtype)
+    specs = (lf.TensorSpec(("N", 5), SPECS[dtype]), lf.TensorSpec(("N", 3, L), SPECS[dtype]))
+    cm = lf.compile(model, *specs, backend="cpu")
+    ref_model = Zoo(dtype)
+    ref_model.load_state_dict(model.state_dict())
+    ref = lf.compile(ref_model, *specs, backend="reference")
+    return model, cm, ref_model, ref
+
+
+@pytest.fixture(scope="module", params=[np.float32, np.float64], ids=["f32", "f64"])
+def zoo(request):
+    return (request.param, *_compiled(request.param))
+
+
+def _inputs(rng, n, dtype, scale=1.0, offset=0.0):
+    x = (rng.standard_normal((n, 5)) * scale + offset).astype(dtype)
+    z = (rng.standard_normal((n, 3, L)) * scale + offset).astype(dtype)
+    return x, z
+
+
+def _assert_outputs(got, want, dtype, **kw):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.dtype == np.dtype(dtype) and g.shape == w.shape
+        np.testing.assert_allclose(g, w, **(kw or TOL[dtype]))
+
+
+def _assert_state(a, b, dtype):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        if k.endswith("num_batches_tracked"):
+            assert int(sa[k]) == int(sb[k]), k
+        else:
+            np.testing.assert_allclose(sa[k], sb[k], err_msg=k, **TOL[dtype])
+
+
+def test_source_is_one_module_with_one_run(zoo):
+    dtype, model, cm, _, _ = zoo
+    src = cm.source
+    assert src.count("\ndef run(") == 1
+    for call in ("op_linear_bn(", "op_linear(", "op_bn2(", "op_bn3(", "op_relu(", "np.add("):
+        assert call in src.split("\ndef run(")[1], call
+    ops = {n.op for n in cm.graph.nodes}
+    assert {"fused_linear_bn_relu", "fused_linear_bn", "fused_linear_relu", "fused_bn_relu"} <= ops
+    assert cm.runner.cached and cm.runner.file.read_text() == src
+
+
+def test_train_steps_then_eval_match_reference(zoo):
+    dtype, model, cm, ref_model, ref = zoo
+    model.train()
+    ref_model.train()
+    rng = np.random.default_rng(1)
+    # 7 rows take the serial kernels, 9000 rows the parallel ones.
+    for n in (7, 9000, 2, 7):
+        x, z = _inputs(rng, n, dtype, scale=2.0, offset=0.5)
+        _assert_outputs(cm(x, z), ref(x, z), dtype)
+        _assert_state(model, ref_model, dtype)
+    model.eval()
+    ref_model.eval()
+    for n in (1, 5, 9000):
+        x, z = _inputs(rng, n, dtype)
+        _assert_outputs(cm(x, z), ref(x, z), dtype)
+    _assert_state(model, ref_model, dtype)
+    model.train()
+    ref_model.train()
+
+
+def test_matches_torch_train_and_eval(zoo):
+    dtype, model, cm, _, _ = zoo
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    tmodel = TorchZoo(tdtype)
+    tmodel.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
+    rng = np.random.default_rng(2)
+    for train, n in ((True, 16), (True, 3), (False, 1), (False, 9)):
+        model.train(train)
+        tmodel.train(train)
+        x, z = _inputs(rng, n, dtype, scale=3.0, offset=-1.0)
+        got = cm(x, z)
+        with torch.no_grad():
+            want = [t.numpy() for t in tmodel(torch.from_numpy(x), torch.from_numpy(z))]
+        _assert_outputs(got, want, dtype)
+        for k, v in tmodel.state_dict().items():
+            np.testing.assert_allclose(np.asarray(model.state_dict()[k]), v.numpy(), err_msg=k, **TOL[dtype])
+    model.train()
+
+
+def test_eval_uses_current_running_stats_after_load_state_dict(zoo):
+    dtype, model, cm, ref_model, ref = zoo
+    model.eval()
+    ref_model.eval()
+    x, z = _inputs(np.random.default_rng(3), 6, dtype)
+    before = cm(x, z)[0]
+    state = copy.deepcopy(model.state_dict())
+    state["a.1.running_mean"] = state["a.1.running_mean"] + 1.5
+    state["f.running_var"] = state["f.running_var"] * 4
+    model.load_state_dict(state)
+    ref_model.load_state_dict(state)
+    after = cm(x, z)
+    assert not np.allclose(before, after[0])
+    _assert_outputs(after, ref(x, z), dtype)
+    model.train()
+    ref_model.train()
+
+
+def test_extreme_values_match_reference(zoo):
+    dtype, model, cm, ref_model, ref = zoo
+    rng = np.random.default_rng(4)
+    # |mean| / std = 1e3 on the BatchNorm inputs of z (d, e) and after the Linear layers of x.
+    x, z = _inputs(rng, 64, dtype, scale=1.0, offset=1e3)
+    for train in (True, False):
+        model.train(train)
+        ref_model.train(train)
+        tol = {"rtol": 2e-3, "atol": 2e-3} if dtype == np.float32 else {}
+        _assert_outputs(cm(x, z), ref(x, z), dtype, **tol)
+        _assert_state(model, ref_model, dtype) if dtype == np.float64 else None
+    # NaN and +-inf propagate like the reference (and torch.relu): NaN stays NaN.
+    x, z = _inputs(rng, 8, dtype)
+    x[2, 1] = np.nan
+    z[1, 0, 2] = np.inf
+    z[3, 1, 0] = -np.inf
+    z[5, 2, 1] = np.nan
+    for train in (True, False):
+        model.train(train)
+        ref_model.train(train)
+        got, want = cm(x, z), ref(x, z)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+            np.testing.assert_array_equal(np.isinf(g), np.isinf(w))
+            fin = np.isfinite(w)
+            np.testing.assert_allclose(g[fin], w[fin], **TOL[dtype])
+        _assert_state_nan(model, ref_model)
+    model.train()
+    ref_model.train()
+
+
+def _assert_state_nan(a, b):
+    for k, v in a.state_dict().items():
+        w = b.state_dict()[k]
+        np.testing.assert_array_equal(np.isnan(v), np.isnan(w), err_msg=k)
+        np.testing.assert_array_equal(np.isinf(v), np.isinf(w), err_msg=k)
+
+
+def _error(fn):
+    with pytest.raises(Exception) as info:
+        fn()
+    return type(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("case", ["dtype", "rank", "features", "symbols", "batch1-train"])
+def test_bad_inputs_raise_like_reference_and_leave_state_untouched(zoo, case):
+    dtype, model, cm, ref_model, ref = zoo
+    model.train()
+    ref_model.train()
+    x, z = _inputs(np.random.default_rng(5), 4, dtype)
+    other = np.float64 if dtype == np.float32 else np.float32
+    bad = {"dtype": (x.astype(other), z), "rank": (x[None], z), "features": (x[:, :4], z),
+           "symbols": (x, z[:3]), "batch1-train": (x[:1], z[:1])}[case]
+    before = copy.deepcopy(model.state_dict())
+    got, want = _error(lambda: cm(*bad)), _error(lambda: ref(*bad))
+    assert got == want
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
