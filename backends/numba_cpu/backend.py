@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,6 +25,8 @@ class NumbaCPUExecutable:
         self.cached: bool = self.path is not None
         self._args = gen.args
         self._run = self.module.run
+        # Train-mode calls update running stats in place: one at a time per compiled graph.
+        self._state_lock = threading.Lock()
 
     @property
     def file(self) -> Path | None:
@@ -33,13 +36,19 @@ class NumbaCPUExecutable:
     def run(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
             training: Mapping[str | None, bool]) -> np.ndarray | tuple[np.ndarray, ...]:
         args = []
+        mutates = False
         for kind, key in self._args:
             if kind == "input":
                 args.append(inputs[key])
             elif kind == "state":
                 args.append(state[key])
             else:
-                args.append(bool(training.get(key, False)))
+                flag = bool(training.get(key, False))
+                mutates |= flag
+                args.append(flag)
+        if mutates:
+            with self._state_lock, threads.call_guard():
+                return self._run(*args)
         with threads.call_guard():
             return self._run(*args)
 

@@ -1,0 +1,80 @@
+"""The disk cache of generated modules: cold, warm (new process), unwritable dir, corrupted file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+
+import lazyfuse as lf
+from lazyfuse import nn
+from lazyfuse.backends.numba_cpu import cache
+
+_SCRIPT = """
+import json, numpy as np
+import lazyfuse as lf
+from lazyfuse import nn
+lf.manual_seed(0)
+model = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+cm = lf.compile(model, lf.TensorSpec(("N", 3)), backend="cpu")
+y = cm(np.arange(6, dtype=np.float32).reshape(2, 3))
+st = cm.runner._run.stats
+print(json.dumps({"file": str(cm.runner.file), "y": y.tolist(), "hits": sum(st.cache_hits.values()),
+                  "misses": sum(st.cache_misses.values()), "source": cm.source}))
+"""
+
+
+def _run(tmp_path):
+    env = dict(os.environ, LAZYFUSE_CACHE_DIR=str(tmp_path / "lf"), NUMBA_CACHE_DIR=str(tmp_path / "nb"))
+    out = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_cold_then_warm_process_loads_from_disk(tmp_path):
+    cold = _run(tmp_path)
+    assert cold["file"].startswith(str(tmp_path / "lf" / "cpu"))
+    assert os.path.basename(cold["file"]) == f"lf_{cache.module_key(cold['source'])}.py"
+    assert cold["misses"] >= 1 and cold["hits"] == 0
+    warm = _run(tmp_path)
+    assert warm["file"] == cold["file"] and warm["y"] == cold["y"]
+    assert warm["hits"] >= 1 and warm["misses"] == 0  # Numba loaded run() from its disk cache
+
+
+def test_corrupted_cache_file_is_regenerated(tmp_path):
+    first = _run(tmp_path)
+    path = first["file"]
+    with open(path, "w") as f:
+        f.write("this is not the generated module\nraise SystemExit(3)\n")
+    again = _run(tmp_path)
+    assert again["y"] == first["y"]
+    with open(path) as f:
+        assert f.read() == first["source"]
+
+
+def test_unwritable_cache_dir_warns_once_and_runs_uncached(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("LAZYFUSE_CACHE_DIR", str(blocker / "cache"))
+    lf.manual_seed(1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        # Sizes no other test uses, so the modules are not already imported in this process.
+        models = [nn.Sequential(nn.Linear(3, k), nn.ReLU()) for k in (11, 13)]
+        cms = [lf.compile(m, lf.TensorSpec(("N", 3)), backend="cpu") for m in models]
+    ours = [w for w in caught if "not writable" in str(w.message)]
+    assert len(ours) == 1 and issubclass(ours[0].category, RuntimeWarning)
+    x = np.ones((4, 3), np.float32)
+    for m, cm in zip(models, cms):
+        assert not cm.runner.cached and cm.runner.file is None
+        np.testing.assert_allclose(cm(x), m(x), rtol=1e-6)
+
+
+def test_key_depends_on_source_and_numba_version(monkeypatch):
+    k1 = cache.module_key("def run(): pass\n")
+    assert k1 != cache.module_key("def run(): return 1\n")
+    monkeypatch.setattr(cache.numba, "__version__", "0.0.0")
+    assert cache.module_key("def run(): pass\n") != k1
