@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     info = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
             "numba_threading_layer": threads.threading_layer(), "blas": blas_info(),
+            "env": threads.settings(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
     for r in rows:
         if "ratio" in r:
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(f"{r['bench']:<48} {r['seconds']:.2f} s (import {r['import_seconds']:.2f} s, target <= "
                   f"{r['target']} s) {'met' if r['met'] else 'NOT met'}")
+    print("numba threading layer:", info["numba_threading_layer"], "env:", json.dumps(info["env"]))
     print("BLAS:", json.dumps(info["blas"]))
     if args.json:
         with open(args.json, "w") as f:
