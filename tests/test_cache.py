@@ -78,3 +78,32 @@ def test_key_depends_on_source_and_numba_version(monkeypatch):
     assert k1 != cache.module_key("def run(): return 1\n")
     monkeypatch.setattr(cache.numba, "__version__", "0.0.0")
     assert cache.module_key("def run(): pass\n") != k1
+
+
+def test_cache_of_an_unfinished_compile_is_dropped(tmp_path):
+    """Without the `.ok` marker (a compile that was killed or raced) Numba's entries are rebuilt."""
+    cold = _run(tmp_path)
+    marker = cold["file"][:-3] + ".ok"
+    assert os.path.exists(marker)
+    os.remove(marker)
+    entries = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path / "nb") for f in fs if f.endswith(".nbi")]
+    assert entries
+    for entry in entries:  # what a half-written cache could look like
+        with open(entry, "wb") as f:
+            f.write(b"garbage")
+    again = _run(tmp_path)
+    assert again["y"] == cold["y"] and again["misses"] >= 1 and again["hits"] == 0
+    assert os.path.exists(marker)
+    warm = _run(tmp_path)
+    assert warm["hits"] >= 1 and warm["misses"] == 0
+
+
+def test_two_processes_compiling_at_once_leave_a_loadable_cache(tmp_path):
+    env = dict(os.environ, LAZYFUSE_CACHE_DIR=str(tmp_path / "lf"), NUMBA_CACHE_DIR=str(tmp_path / "nb"))
+    procs = [subprocess.Popen([sys.executable, "-c", _SCRIPT], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0]["y"] == outs[1]["y"]
+    warm = _run(tmp_path)
+    assert warm["y"] == outs[0]["y"] and warm["hits"] >= 1 and warm["misses"] == 0

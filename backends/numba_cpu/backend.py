@@ -11,7 +11,7 @@ import numpy as np
 from lazyfuse.ir.graph import Graph
 
 from . import threads
-from .cache import load_module
+from .cache import compile_lock, is_complete, load_module, mark_complete
 from .codegen import generate
 
 
@@ -27,6 +27,8 @@ class NumbaCPUExecutable:
         self._run = self.module.run
         # Train-mode calls update running stats in place: one at a time per compiled graph.
         self._state_lock = threading.Lock()
+        self._first_call_lock = threading.Lock()
+        self._compiled = False
 
     @property
     def file(self) -> Path | None:
@@ -46,11 +48,30 @@ class NumbaCPUExecutable:
                 flag = bool(training.get(key, False))
                 mutates |= flag
                 args.append(flag)
+        if not self._compiled:
+            return self._first_call(args, mutates)
+        return self._call(args, mutates)
+
+    def _call(self, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
         if mutates:
             with self._state_lock, threads.call_guard():
                 return self._run(*args)
         with threads.call_guard():
             return self._run(*args)
+
+    def _first_call(self, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The call that compiles (or loads) the module: never concurrently with another process
+        compiling the same file, and the cache is marked whole only after it succeeded."""
+        with self._first_call_lock:
+            if self._compiled or self.path is None:
+                self._compiled = True
+                return self._call(args, mutates)
+            with compile_lock(self.path):
+                result = self._call(args, mutates)
+                if not is_complete(self.path):
+                    mark_complete(self.path)
+            self._compiled = True
+            return result
 
 
 class NumbaCPUBackend:

@@ -10,10 +10,17 @@ is ``$LAZYFUSE_CACHE_DIR`` or ``~/.cache/lazyfuse``.
   never sees half a file.
 - An unwritable cache dir gives one ``RuntimeWarning`` per dir and process; the module is then
   executed from memory with ``cache=False`` (compiled on every process start).
+- Processes never compile the same module at once: the first call (where Numba compiles and writes
+  its cache) runs under an exclusive ``flock`` on ``lf_<key>.lock``, and ``lf_<key>.ok`` is written
+  once it succeeded.  Numba's cache entries of a module without ``.ok`` are dropped before import.
+  Two processes compiling one file concurrently can leave caller and callee entries whose internal
+  symbol names disagree, which segfaults on the next load (numba/numba#10128, #8578) — this
+  protocol keeps that from happening and heals a cache left half-written by a killed process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -22,6 +29,7 @@ import tempfile
 import threading
 import types
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numba
@@ -71,10 +79,41 @@ def _write(path: Path, source: str) -> None:
 
 
 def _drop_numba_cache(path: Path) -> None:
-    """Remove Numba's cache entries of a module file that was found corrupted."""
-    pycache = path.parent / "__pycache__"
-    for f in pycache.glob(f"{path.stem}.*"):
-        f.unlink(missing_ok=True)
+    """Remove Numba's cache entries of a module file (beside it, or under ``NUMBA_CACHE_DIR``)."""
+    places = [path.parent / "__pycache__"]
+    if numba.config.CACHE_DIR:
+        places.append(Path(numba.config.CACHE_DIR))
+    for place in places:
+        if place.is_dir():
+            for f in place.rglob(f"{path.stem}.*"):
+                f.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def compile_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s ``.lock`` file (no-op where ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock, behave as before
+        yield
+        return
+    with open(path.with_suffix(".lock"), "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def is_complete(path: Path) -> bool:
+    """True once a first call of ``path``'s module succeeded (its Numba cache is whole)."""
+    return path.with_suffix(".ok").exists()
+
+
+def mark_complete(path: Path) -> None:
+    """Record that ``path``'s Numba cache entries were written by one finished compile."""
+    with contextlib.suppress(OSError):
+        path.with_suffix(".ok").touch()
 
 
 def _import_file(name: str, path: Path) -> types.ModuleType:
@@ -109,10 +148,14 @@ def load_module(source: str) -> tuple[types.ModuleType, Path | None]:
             return mod, Path(mod.__file__) if mod.__name__ in sys.modules else None
         path = cache_dir() / "cpu" / f"lf_{key}.py"
         try:
-            if not _file_ok(path, source):
-                if path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with compile_lock(path):
+                if not _file_ok(path, source) or not is_complete(path):
+                    # corrupted, or its last compile never finished: start its Numba cache afresh
                     _drop_numba_cache(path)
-                _write(path, source)
+                    path.with_suffix(".ok").unlink(missing_ok=True)
+                    if not _file_ok(path, source):
+                        _write(path, source)
         except OSError as exc:
             where = str(path.parent)
             if where not in _WARNED:
