@@ -1,0 +1,319 @@
+"""A styled Graphviz DOT picture of a graph (what ``lazyfuse viz`` lays out).
+
+- one box per op: op name, module path and class, key attributes, parameter shapes;
+- edges carry the value type (``f32[N,256]``); lazy dims resolved by inference are marked ``256*``
+  when the traced graph is given;
+- a fused node becomes a cluster around the original ops it replaced (reconstructed from its
+  pattern and ``modules`` attr; dashed edges inside are values that never reach memory);
+- nodes are grouped in clusters by the parent module path (``layers`` for ``layers.0``);
+- colours by op kind, a legend, and every node's full IR line as its tooltip.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+from lazyfuse.ir.graph import STATE_OPS, Graph, Node
+from lazyfuse.ir.ops import OPS
+from lazyfuse.ir.types import TensorType
+
+from .dot_style import CATEGORIES, FONT, FUSED, MONO, attr_summary, category_of
+from .marks import NO_MARKS, Marks, format_type, fused_parts, lazy_marks
+
+__all__ = ["graph_to_dot", "dot_quote"]
+
+
+def dot_quote(s: str) -> str:
+    """A DOT double-quoted string: backslashes, quotes and newlines escaped."""
+    s = s.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "\\n")
+    return f'"{s}"'
+
+
+def _h(s: Any) -> str:
+    """Escape text for a Graphviz HTML-like label."""
+    return html.escape(str(s), quote=True)
+
+
+@dataclass
+class _Box:
+    """One drawn op: a graph node or one part of a fused node."""
+
+    id: str
+    op: str
+    attrs: dict[str, Any]
+    module: str | None
+    module_type: str | None
+    name: str
+    state: list[Node]
+    tooltip: str
+    marks: Marks = NO_MARKS
+
+
+@dataclass
+class _Cluster:
+    """A module-path cluster: its boxes/fused groups (as DOT lines) and child clusters."""
+
+    lines: list[str] = field(default_factory=list)
+    children: dict[str, _Cluster] = field(default_factory=dict)
+
+
+class _Builder:
+    def __init__(self, graph: Graph, marks: dict[str, Marks], title: str | None, show_legend: bool) -> None:
+        self.g = graph
+        self.marks = marks
+        self.title = title
+        self.show_legend = show_legend
+        self.root = _Cluster()
+        self.ids: dict[Node, str] = {}
+        self.entry: dict[Node, list[str]] = {}  # per operand position: the box that receives it
+        self.exit: dict[Node, str] = {}
+        self.used: set[str] = set()
+        self.edges: list[str] = []
+        self.any_marks = bool(marks)
+        self.symbolic = bool(graph.symbols)
+
+    # ---------------------------------------------------------------------------- labels
+    def _type(self, node: Node) -> str:
+        return format_type(node.type, self.marks.get(node.name, NO_MARKS).dims)
+
+    def _state_rows(self, box: _Box) -> list[str]:
+        groups: dict[str, list[str]] = {}
+        for p in box.state:
+            if p.type is not None and p.type.rank == 0 and p.type.dtype.short == "i64":
+                continue  # num_batches_tracked: in the tooltip, not worth a line
+            target = p.attrs.get("target", p.name)
+            short = target[len(box.module) + 1:] if box.module and target.startswith(box.module + ".") \
+                else target
+            groups.setdefault(self._type(p), []).append(short)
+        return [f"{', '.join(names)} {t}" for t, names in groups.items()]
+
+    def _box_label(self, box: _Box) -> str:
+        cat = category_of(box.op)
+        border = CATEGORIES[cat].border
+        who = box.module if box.module else f"%{box.name}"
+        if box.module_type:
+            who += f" : {box.module_type}"
+        rows = [f'<tr><td align="left"><b>{_h(box.op)}</b>  '
+                f'<font color="{border}">{_h(who)}</font></td></tr>']
+        summary = attr_summary(box.op, box.attrs, box.marks.attrs)
+        if summary:
+            rows.append(f'<tr><td align="left"><font point-size="10">{_h(summary)}</font></td></tr>')
+        for r in self._state_rows(box):
+            rows.append(f'<tr><td align="left"><font point-size="9" color="#475569" face="{MONO}">'
+                        f'{_h(r)}</font></td></tr>')
+        table = '<table border="0" cellborder="0" cellspacing="0" cellpadding="1">'
+        return "<" + table + "".join(rows) + "</table>>"
+
+    def _box_line(self, box: _Box) -> str:
+        st = CATEGORIES[category_of(box.op)]
+        return (f'{box.id} [label={self._box_label(box)}, fillcolor="{st.fill}", color="{st.border}", '
+                f"tooltip={dot_quote(box.tooltip)}];")
+
+    # ---------------------------------------------------------------------------- placement
+    def _cluster_for(self, module: str | None) -> _Cluster:
+        c = self.root
+        if not module or "." not in module:
+            return c
+        for part in module.split(".")[:-1]:
+            c = c.children.setdefault(part, _Cluster())
+        return c
+
+    def _new_id(self, base: str) -> str:
+        i = len(self.used)
+        ident = f"n{i}"
+        self.used.add(ident)
+        return ident
+
+    # ---------------------------------------------------------------------------- nodes
+    def add_node(self, node: Node) -> None:
+        if node.op in STATE_OPS:
+            return
+        if node.op == "input":
+            ident = self._new_id(node.name)
+            label = (f'<<b>input</b> {_h("%" + node.name)}<br/><font point-size="10" face="{MONO}">'
+                     f"{_h(self._type(node))}</font>>")
+            st = CATEGORIES["io"]
+            self.root.lines.append(f'{ident} [label={label}, fillcolor="{st.fill}", color="{st.border}", '
+                                   f'shape=box, style="rounded,filled,bold", '
+                                   f"tooltip={dot_quote(f'%{node.name}: {node.type} (graph input)')}];")
+            self.exit[node] = ident
+            return
+        if node.op == "output":
+            ident = self._new_id("output")
+            st = CATEGORIES["io"]
+            self.root.lines.append(f'{ident} [label=<<b>return</b>>, fillcolor="{st.fill}", '
+                                   f'color="{st.border}", '
+                                   f'style="rounded,filled,bold", tooltip={dot_quote(node.format())}];')
+            self.entry[node] = [ident] * len(node.inputs)
+            return
+        parts = fused_parts(node)
+        if parts is None:
+            self._add_plain(node)
+        else:
+            self._add_fused(node, parts)
+
+    def _add_plain(self, node: Node) -> None:
+        box = _Box(self._new_id(node.name), node.op, node.attrs, node.module, node.module_type, node.name,
+                   [i for i in node.inputs if i.op in STATE_OPS], node.format(),
+                   self.marks.get(node.name, NO_MARKS))
+        self._cluster_for(node.module).lines.append(self._box_line(box))
+        self.entry[node] = [box.id] * len(node.inputs)
+        self.exit[node] = box.id
+
+    def _add_fused(self, node: Node, parts: tuple[str, ...]) -> None:
+        from lazyfuse.passes.patterns import part_attrs, split_operands
+
+        modules = list(node.attrs.get("modules", ())) + [""] * len(parts)
+        try:
+            spans = split_operands(parts, node.attrs, len(node.inputs))
+        except Exception:  # a malformed fused node: draw it as a plain box
+            self._add_plain(node)
+            return
+        marks = self.marks.get(node.name, NO_MARKS)
+        types = _part_types(parts, node, spans)
+        classes = (node.module_type or "").split("+")
+        classes = classes if len(classes) == len(parts) else [""] * len(parts)
+        ids: list[str] = []
+        entries: list[str] = []
+        lines: list[str] = []
+        for k, (op, (a, b)) in enumerate(zip(parts, spans)):
+            attrs = part_attrs(op, node.attrs)
+            module = modules[k] or None
+            box = _Box(self._new_id(f"{node.name}_{k}"), op, attrs, module, classes[k] or None,
+                       f"{node.name}[{k}]", [i for i in node.inputs[a:b] if i.op in STATE_OPS],
+                       f"{op} inside fused %{node.name} (module {module or '-'})\n{node.format()}",
+                       Marks(frozenset(), frozenset(k2 for k2 in marks.attrs if k2 in attrs)))
+            lines.append("  " + self._box_line(box))
+            ids.append(box.id)
+            entries += [box.id] * (b - a)
+        for k in range(1, len(ids)):
+            t = types[k - 1]
+            label = "" if t is None else f", label={dot_quote(' ' + format_type(t))}"
+            lines.append(f'  {ids[k - 1]} -> {ids[k]} [style=dashed, color="{FUSED.border}"{label}];')
+        # The fused op's name sits in a badge beside the first part, where no edge crosses it.
+        badge = self._new_id("badge")
+        label = (f'<<b>{_h(node.op)}</b><br/><font face="{MONO}" point-size="10">{_h("%" + node.name)}</font>'
+                 f'<br/><font point-size="9" color="{FUSED.border}">one kernel, {len(parts)} ops</font>>')
+        lines.append(f"  {badge} [shape=plain, style=solid, label={label}, "
+                     f"tooltip={dot_quote(node.format())}];")
+        lines.append(f"  {{rank=same; {badge}; {ids[0]};}}")
+        lines.append(f"  {badge} -> {ids[0]} [style=invis];")
+        head = [f"subgraph cluster_{ids[0]} {{",
+                f'  label=""; style="rounded,filled,bold"; fillcolor="{FUSED.fill}"; '
+                f'color="{FUSED.border}"; penwidth=1.6; tooltip={dot_quote(node.format())};']
+        common = _common_module([m for m in modules[:len(parts)] if m])
+        self._cluster_for(common).lines += head + lines + ["}"]
+        self.entry[node] = entries
+        self.exit[node] = ids[-1]
+
+    # ---------------------------------------------------------------------------- edges / legend
+    def add_edges(self, node: Node) -> None:
+        targets = self.entry.get(node)
+        if targets is None:
+            return
+        for pos, src in enumerate(node.inputs):
+            if src.op in STATE_OPS or src not in self.exit:
+                continue
+            label = dot_quote(" " + self._type(src))
+            self.edges.append(f"{self.exit[src]} -> {targets[pos]} [label={label}];")
+
+    def legend(self) -> list[str]:
+        plain = [n for n in self.g.nodes if n.op not in STATE_OPS and fused_parts(n) is None]
+        present = {category_of(n.op) for n in plain}
+        present |= {category_of(op) for n in self.g.nodes for op in (fused_parts(n) or ())}
+        rows = []
+        for cat, st in CATEGORIES.items():
+            if cat in present:
+                rows.append(f'<tr><td width="18" bgcolor="{st.fill}" border="1" color="{st.border}"> </td>'
+                            f'<td align="left">{_h(st.legend)}</td></tr>')
+        if any(fused_parts(n) for n in self.g.nodes):
+            rows.append(f'<tr><td width="18" bgcolor="{FUSED.fill}" border="1" color="{FUSED.border}"> </td>'
+                        f'<td align="left">{_h(FUSED.legend)}</td></tr>')
+        notes = [("f32[N,256]", "edge: the value's type")]
+        if self.symbolic:
+            notes.append((", ".join(self.g.symbols), "symbolic dims (from the input spec)"))
+        if any(n.type is not None and not n.type.is_resolved for n in self.g.nodes):
+            notes.append(("?", "lazy dim, not resolved yet"))
+        if self.any_marks:
+            notes.append(("256*", "lazy after tracing, resolved by shape inference"))
+        for sym, text in notes:
+            rows.append(f'<tr><td align="right"><font face="{MONO}" point-size="9">{_h(sym)}</font></td>'
+                        f'<td align="left">{_h(text)}</td></tr>')
+        table = ('<<table border="0" cellborder="0" cellspacing="3" cellpadding="2">'
+                 '<tr><td colspan="2" align="left"><b>legend</b></td></tr>' + "".join(rows) + "</table>>")
+        return [f'legend [shape=box, style="rounded,filled", fillcolor="#ffffff", color="#cbd5e1", '
+                f'fontsize=10, label={table}, tooltip="legend"];']
+
+    # ---------------------------------------------------------------------------- assembly
+    def _emit(self, c: _Cluster, path: list[str], indent: str, out: list[str]) -> None:
+        out += [indent + line for line in c.lines]
+        for name, child in c.children.items():
+            sub = path + [name]
+            out.append(f"{indent}subgraph {dot_quote('cluster_m_' + '.'.join(sub))} {{")
+            out.append(f'{indent}  label={dot_quote(".".join(sub))}; style="rounded,dashed"; '
+                       'color="#94a3b8"; '
+                       f'fontcolor="#475569"; fontsize=10; fontname="{FONT}";')
+            self._emit(child, sub, indent + "  ", out)
+            out.append(indent + "}")
+
+    def build(self) -> str:
+        for n in self.g.nodes:
+            self.add_node(n)
+        for n in self.g.nodes:
+            self.add_edges(n)
+        out = [f"digraph {dot_quote(self.g.name)} {{",
+               f'  graph [rankdir=TB, nodesep=0.35, ranksep=0.4, pad=0.25, fontname="{FONT}", '
+               f'fontsize=13, labelloc=t, labeljust=l, bgcolor="white"'
+               + (f", label={dot_quote(self.title)}" if self.title else "") + "];",
+               f'  node [shape=box, style="rounded,filled", fontname="{FONT}", fontsize=11, penwidth=1.3, '
+               'margin="0.14,0.06"];',
+               f'  edge [fontname="{MONO}", fontsize=9, color="#64748b", fontcolor="#334155", '
+               'arrowsize=0.7];']
+        self._emit(self.root, [], "  ", out)
+        out += ["  " + e for e in self.edges]
+        if self.show_legend:
+            out += ["  " + line for line in self.legend()]
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+
+def _common_module(modules: list[str]) -> str | None:
+    """The deepest module path that holds all of ``modules`` as (grand)children, plus a leaf."""
+    if not modules:
+        return None
+    parents = [m.split(".")[:-1] for m in modules]
+    common: list[str] = []
+    for segs in zip(*parents):
+        if len(set(segs)) != 1:
+            break
+        common.append(segs[0])
+    return ".".join(common + ["_"]) if common else None
+
+
+def _part_types(parts: tuple[str, ...], node: Node, spans: list[tuple[int, int]]) -> list[TensorType | None]:
+    """The value type after each part of a fused node (``None`` where a rule cannot say)."""
+    from lazyfuse.passes.patterns import part_attrs
+
+    out: list[TensorType | None] = []
+    prev: TensorType | None = None
+    for k, (op, (a, b)) in enumerate(zip(parts, spans)):
+        operands = [i.type for i in node.inputs[a:b]]
+        if k:
+            operands = [prev, *operands]
+        try:
+            prev = OPS[op].shape_rule(part_attrs(op, node.attrs), operands).out
+        except Exception:
+            prev = None
+        out.append(prev)
+        if prev is None:
+            break
+    return out + [None] * (len(parts) - len(out))
+
+
+def graph_to_dot(graph: Graph, traced: Graph | None = None, title: str | None = None,
+                 legend: bool = True) -> str:
+    """DOT text for ``graph``; with ``traced`` (the graph as traced), resolved lazy dims get a ``*``."""
+    marks = lazy_marks(traced, graph) if traced is not None else {}
+    return _Builder(graph, marks, title, legend).build()

@@ -1,0 +1,73 @@
+"""Colours, fonts and short attribute summaries for the pictures (one place to restyle them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lazyfuse.ir.printer import format_value
+from lazyfuse.ir.types import UNKNOWN
+
+__all__ = ["Style", "CATEGORIES", "FUSED", "FONT", "MONO", "category_of", "attr_summary"]
+
+FONT = "Helvetica"
+MONO = "Courier"
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one kind of op is drawn: fill, border and the legend's wording."""
+
+    fill: str
+    border: str
+    legend: str
+
+
+CATEGORIES: dict[str, Style] = {
+    "io": Style("#f1f5f9", "#475569", "graph input / output"),
+    "linear": Style("#dbeafe", "#2563eb", "linear (GEMM)"),
+    "norm": Style("#fef3c7", "#d97706", "batch norm"),
+    "activation": Style("#dcfce7", "#16a34a", "activation"),
+    "shape": Style("#f3e8ff", "#9333ea", "shape (flatten, reshape)"),
+    "elementwise": Style("#ccfbf1", "#0d9488", "elementwise"),
+    "other": Style("#f5f5f5", "#737373", "other op"),
+}
+FUSED = Style("#fff1f2", "#e11d48", "fused kernel (one loop nest)")
+
+_OP_CATEGORY = {
+    "input": "io", "output": "io", "linear": "linear", "batch_norm": "norm", "relu": "activation",
+    "flatten": "shape", "reshape": "shape", "add": "elementwise",
+}
+
+
+def category_of(op: str) -> str:
+    """The colour category of an op name (``"other"`` for ops this table does not know)."""
+    return _OP_CATEGORY.get(op, "other")
+
+
+def _v(attrs: dict[str, Any], key: str, marked: frozenset[str]) -> str:
+    value = attrs.get(key, UNKNOWN)
+    return format_value(value) + ("*" if key in marked else "")
+
+
+def attr_summary(op: str, attrs: dict[str, Any], marked: frozenset[str] = frozenset()) -> str:
+    """The few attributes worth a line in a node: ``784 -> 256``, ``C=256*  eps=1e-05``."""
+    if op == "linear":
+        bias = "" if attrs.get("bias", True) else "  (no bias)"
+        return f"{_v(attrs, 'in_features', marked)} -> {_v(attrs, 'out_features', marked)}{bias}"
+    if op == "batch_norm":
+        parts = [f"C={_v(attrs, 'num_features', marked)}", f"eps={_v(attrs, 'eps', marked)}",
+                 f"momentum={_v(attrs, 'momentum', marked)}"]
+        if attrs.get("affine") is False:
+            parts.append("no affine")
+        if attrs.get("track_running_stats") is False:
+            parts.append("batch stats only")
+        return "  ".join(parts)
+    if op == "flatten":
+        return f"dims {_v(attrs, 'start_dim', marked)}..{_v(attrs, 'end_dim', marked)}"
+    if op == "reshape":
+        return f"shape={_v(attrs, 'shape', marked)}"
+    skip = {"index", "target", "modules", "bn_module"}
+    shown = [f"{k}={_v(attrs, k, marked)}" for k in sorted(attrs) if k not in skip]
+    text = "  ".join(shown[:3])
+    return text + ("  ..." if len(shown) > 3 else "")

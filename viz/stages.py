@@ -1,0 +1,63 @@
+"""The graph of a model at one stage of the pipeline: ``traced``, ``inferred`` or ``optimized``.
+
+``inferred`` runs ``infer_shapes`` and ``materialize_lazy`` (what ``lf.infer_shapes`` runs);
+``optimized`` runs the ``cpu`` backend's pipeline (which ends with ``fuse``).  The traced graph is
+kept too, so that callers can mark the dims inference resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lazyfuse.frontends.nn import Module
+from lazyfuse.ir.graph import Graph
+from lazyfuse.ir.types import TensorSpec
+
+__all__ = ["STAGES", "StageResult", "stage_passes", "build_stage"]
+
+STAGES = ("traced", "inferred", "optimized")
+INFER_PASSES = ("infer_shapes", "materialize_lazy")
+
+
+def stage_passes(stage: str, backend: str = "cpu") -> list[str]:
+    """The passes run after tracing to reach ``stage``."""
+    if stage == "traced":
+        return []
+    if stage == "inferred":
+        return list(INFER_PASSES)
+    if stage == "optimized":
+        from lazyfuse.backends import get_backend
+
+        return list(get_backend(backend).pipeline)
+    raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+
+
+@dataclass
+class StageResult:
+    """The traced graph, the graph at ``stage``, and the backend source when asked for."""
+
+    stage: str
+    traced: Graph
+    graph: Graph
+    passes: list[str]
+    source: str | None = None
+
+
+def build_stage(model: Module, specs: Sequence[TensorSpec], stage: str = "inferred",
+                print_after: set[str] | str = frozenset(), backend_source: bool = False) -> StageResult:
+    """Trace ``model`` on ``specs`` and run the passes up to ``stage`` (printing after some)."""
+    from lazyfuse.api import compile as lf_compile
+    from lazyfuse.frontends.trace import trace
+    from lazyfuse.passes.manager import PassContext, run_passes
+
+    passes = stage_passes(stage)
+    traced = trace(model, *specs)
+    ctx = PassContext(model=model, print_after=print_after if print_after == "all" else set(print_after))
+    if backend_source:
+        if stage != "optimized":
+            raise ValueError("the backend source exists only for the optimized stage")
+        cm = lf_compile(model, *specs, backend="cpu", ctx=ctx)
+        return StageResult(stage, traced, cm.graph, passes, cm.source)
+    graph = run_passes(traced.copy(), passes, ctx) if passes else traced
+    return StageResult(stage, traced, graph, passes)
