@@ -15,7 +15,7 @@ $(PY):
 venv: $(PY)
 
 install: venv
-	$(PIP) install -q -e .
+	$(PIP) install -q -e '.[viz]'
 
 # torch==2.13.0 first, explicitly: this machine carries its CPU wheel, while a plain `torch`
 # requirement would resolve to the newest build with GBs of CUDA packages.

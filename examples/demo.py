@@ -1,13 +1,16 @@
 """``make demo``: the MLPWithBN example from lazy model to compiled kernels.
 
-Run with ``python -m lazyfuse.examples.demo``: build the lazy model, summarize it before anything is
+Run with ``python -m lazyfuse.examples.demo [OUT_DIR]``: build the lazy model, summarize it before anything is
 allocated, trace it with a symbolic batch dim, resolve the lazy sizes from the spec alone, compile it
-and check the compiled model against eager execution in train and eval mode.
+check the compiled model against eager execution in train and eval mode, and draw the fused graph
+into ``OUT_DIR`` (default ``out/``).
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -111,12 +114,28 @@ def compile_and_check(backend: str) -> None:
           f"num_batches_tracked = {int(model.bn1.num_batches_tracked)}")
 
 
+def draw(out_dir: Path) -> None:
+    section("9. the picture: lazyfuse viz (Graphviz layout), fused kernels drawn as clusters")
+    from lazyfuse import viz
+
+    lf.manual_seed(0)
+    model = MLPWithBN()
+    spec = lf.TensorSpec(("N", 784))
+    traced = lf.trace(model, spec)
+    optimized = lf.compile(model, spec).graph
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in ("svg", "html"):
+        path = viz.render_file(optimized, out_dir / f"mlp_optimized.{suffix}", traced=traced)
+        print(f"wrote {path}")
+
+
 def main() -> None:
     model = build_model()
     run_eager(model)
     show_model(model)
     trace_and_infer()
     compile_and_check("cpu")
+    draw(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("out"))
 
 
 if __name__ == "__main__":
