@@ -129,14 +129,14 @@ def draw(out_dir: Path) -> None:
         print(f"wrote {path}")
 
 
-def main() -> None:
+def main(out_dir: Path | None = None) -> None:
     model = build_model()
     run_eager(model)
     show_model(model)
     trace_and_infer()
     compile_and_check("cpu")
-    draw(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("out"))
+    draw(Path("out") if out_dir is None else out_dir)
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else None)

@@ -155,11 +155,15 @@ def test_dynamic_network_error_names_layer():
     assert model.has_uninitialized_params()
 
 
-def test_demo_runs(capsys):
-    demo.main()
+def test_demo_runs(capsys, tmp_path):
+    demo.main(tmp_path)
+    assert (tmp_path / "mlp_optimized.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
     out = capsys.readouterr().out
     assert "has_uninitialized_params(): True" in out and "has_uninitialized_params(): False" in out
     assert "output (32, 10) float32" in out
     assert "fc2  Linear           in_features=256, out_features=128" in out
     assert "bn2  BatchNorm1d      num_features=128" in out
     assert "MLPWithBN(\n  (flatten): Flatten(start_dim=1, end_dim=-1)" in out
+    assert "graph @MLPWithBN[N](%x: f32[N,28,28])" in out and "fused_linear_bn_relu" in out
+    diffs = [float(line.rsplit("=", 1)[1]) for line in out.splitlines() if "max |compiled - eager|" in line]
+    assert len(diffs) == 3 and max(diffs) < 1e-4
