@@ -21,10 +21,10 @@ from lazyfuse.ir.graph import Graph, Node
 from lazyfuse.ir.ops import bn_module
 from lazyfuse.ir.types import UNKNOWN, Sym, TensorType
 
-from . import kernels
+from . import intrinsics, kernels
 
 DECORATOR = '@njit(cache=True, nogil=True, error_model="numpy"{extra})'
-CONSTANTS = ("PAR_MIN", "MAX_CHUNKS", "MIN_CHUNK_ROWS", "LANES")
+CONSTANTS = ("PAR_MIN", "MAX_CHUNKS", "MIN_CHUNK_ROWS", "BN3_ROWS", "HUGE_MIN")
 
 
 def _template(name: str) -> str:
@@ -33,7 +33,9 @@ def _template(name: str) -> str:
 
 def library_source() -> str:
     """The kernel library every generated module starts with (imports, constants, kernels)."""
-    out = ["import numpy as np", "from numba import njit, prange", ""]
+    out = ["import numpy as np", "from numba import njit, prange",
+           f"from lazyfuse.backends.numba_cpu.intrinsics import madvise  # intrinsics {intrinsics.VERSION}",
+           ""]
     out += [f"{c} = {getattr(kernels, c)!r}" for c in CONSTANTS]
     out.append("")
     for name in kernels.PARALLEL:
@@ -71,7 +73,7 @@ def _ident(text: str, prefix: str, taken: set[str]) -> str:
 class _Emitter:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.taken: set[str] = {"run", "np", "njit", "prange"}
+        self.taken: set[str] = {"run", "np", "njit", "prange", "madvise"}
         self.var: dict[Node, str] = {}
         self.syms: dict[str, str] = {}
         self.params: list[str] = []
@@ -113,6 +115,11 @@ class _Emitter:
     def emit(self, line: str) -> None:
         self.body.append("    " + line)
 
+    def alloc(self, var: str, shape: str, t: TensorType) -> None:
+        """A fresh output buffer (huge pages asked for when big, see ``advise_huge``)."""
+        self.emit(f"{var} = np.empty({shape}, {self.np_dtype(t)})")
+        self.emit(f"advise_huge({var})")
+
     # -- nodes ----------------------------------------------------------------------------------
     def source_node(self, node: Node) -> None:
         if node.op == "input":
@@ -139,6 +146,7 @@ class _Emitter:
             self.emit(f"{out} = {ins[0]}.reshape({self.shape(node.type, node)})")
         elif op == "relu":
             self.emit(f"{out} = np.empty_like({ins[0]})")
+            self.emit(f"advise_huge({out})")
             self.emit(f"op_relu({ins[0]}, {out})")
         elif op == "add":
             self.emit(f"{out} = np.add({ins[0]}, {ins[1]})")
@@ -160,12 +168,12 @@ class _Emitter:
         bias = ins[2] if node.attrs.get("bias", True) else self._zeros(str(o), node.type)
         has_bias = node.attrs.get("bias", True)
         if x_t.rank == 2:
-            self.emit(f"{out} = np.empty({self.shape(node.type, node)}, {self.np_dtype(node.type)})")
+            self.alloc(out, self.shape(node.type, node), node.type)
             self.emit(f"op_linear({ins[0]}, {ins[1]}, {bias}, {has_bias}, {relu}, {out})")
             return
         lead = " * ".join(self.dim(d, node) for d in x_t.shape[:-1]) or "1"
         k = self.dim(x_t.shape[-1], node)
-        self.emit(f"{out}_2d = np.empty(({lead}, {o}), {self.np_dtype(node.type)})")
+        self.alloc(f"{out}_2d", f"({lead}, {o})", node.type)
         x2 = f"{ins[0]}.reshape(({lead}, {k}))"
         self.emit(f"op_linear({x2}, {ins[1]}, {bias}, {has_bias}, {relu}, {out}_2d)")
         self.emit(f"{out} = {out}_2d.reshape({self.shape(node.type, node)})")
@@ -194,13 +202,13 @@ class _Emitter:
         o = self.dim(node.type.shape[1], node)
         bias = ins[2] if has_bias else self._zeros(o, node.type)
         bn_ins = ins[3:] if has_bias else ins[2:]
-        self.emit(f"{out} = np.empty({self.shape(node.type, node)}, {self.np_dtype(node.type)})")
+        self.alloc(out, self.shape(node.type, node), node.type)
         self.emit(f"op_linear_bn({ins[0]}, {ins[1]}, {bias}, {self._bn_args(node, bn_ins, node.type)}, "
                   f"{relu}, {out})")
 
     def batch_norm(self, node: Node, out: str, ins: list[str], relu: bool) -> None:
         t = node.type
-        self.emit(f"{out} = np.empty({self.shape(t, node)}, {self.np_dtype(t)})")
+        self.alloc(out, self.shape(t, node), t)
         args = self._bn_args(node, ins[1:], t)
         if t.rank == 2:
             pre = self._zeros(self.dim(t.shape[1], node), t)

@@ -1,4 +1,4 @@
-# ruff: noqa: F821  (drivers call the generated ``*_p`` / ``*_s`` variants by name)
+# ruff: noqa: F821  (drivers call the generated ``*_p`` / ``*_s`` variants and ``madvise`` by name)
 """Kernel templates for the ``cpu`` backend.
 
 These are plain Python functions; :mod:`.codegen` copies their *source* into each generated module
@@ -30,8 +30,10 @@ PAR_MIN = 1 << 15
 # Train-BN statistics over (N, C): at most this many row chunks, at least this many rows per chunk.
 MAX_CHUNKS = 64
 MIN_CHUNK_ROWS = 64
-# Independent float accumulators per channel for (N, C, L) reductions (vector lanes).
-LANES = 16
+# Rows of an (N, C, L) channel summed in the data dtype before the partials go to float64.
+BN3_ROWS = 64
+# Output buffers of at least this many bytes get ``madvise(MADV_HUGEPAGE)`` (NumPy uses 4 MiB).
+HUGE_MIN = 1 << 22
 # Names of the templates that have a parallel and a serial variant.
 PARALLEL = ("k_stats2d", "k_affine2d", "k_bias2d", "k_relu", "k_bn3d_train", "k_affine3d")
 
@@ -109,7 +111,12 @@ def k_relu(x, out):
 
 def k_bn3d_train(x, out, gamma, beta, eps, relu, mean, var):
     """Train BatchNorm over (N, C, L), one channel per task: statistics, then normalize while the
-    channel's N*L values are still in cache.  Batch mean / biased var go to float64 ``mean``/``var``."""
+    channel's N*L values are still in cache.  Batch mean / biased var go to float64 ``mean``/``var``.
+
+    The statistics accumulate *per position* ``l`` (``a1[l] += x[i, ch, l] - shift``): the inner
+    loop is elementwise over contiguous memory, so LLVM vectorizes it without fastmath (a scalar
+    running sum would need reassociation).  The data-dtype partials cover at most ``BN3_ROWS`` rows,
+    are merged into float64 per position, and the positions are summed in float64 at the end."""
     n, c, ln = x.shape
     cnt = n * ln
     zero = np.zeros(1, x.dtype)[0]
@@ -117,27 +124,27 @@ def k_bn3d_train(x, out, gamma, beta, eps, relu, mean, var):
         sh = x[0, ch, 0]
         if not sh - sh == zero:  # not finite
             sh = zero
-        a1 = np.zeros(LANES, x.dtype)
-        a2 = np.zeros(LANES, x.dtype)
-        s1 = 0.0
-        s2 = 0.0
-        full = ln - ln % LANES
-        for i in range(n):
-            row = x[i, ch]
+        a1 = np.empty(ln, x.dtype)
+        a2 = np.empty(ln, x.dtype)
+        b1 = np.zeros(ln)
+        b2 = np.zeros(ln)
+        for i0 in range(0, n, BN3_ROWS):
             a1[:] = zero
             a2[:] = zero
-            for l0 in range(0, full, LANES):
-                for q in range(LANES):
-                    d = row[l0 + q] - sh
+            for i in range(i0, min(i0 + BN3_ROWS, n)):
+                row = x[i, ch]
+                for q in range(ln):
+                    d = row[q] - sh
                     a1[q] += d
                     a2[q] += d * d
-            for q in range(full, ln):
-                d = row[q] - sh
-                a1[0] += d
-                a2[0] += d * d
-            for q in range(LANES):
-                s1 += a1[q]
-                s2 += a2[q]
+            for q in range(ln):
+                b1[q] += a1[q]
+                b2[q] += a2[q]
+        s1 = 0.0
+        s2 = 0.0
+        for q in range(ln):
+            s1 += b1[q]
+            s2 += b2[q]
         mu = s1 / cnt
         bmean = sh + mu
         bvar = s2 / cnt - mu * mu
@@ -183,6 +190,23 @@ def k_affine3d(x, out, m, s, t, relu):
             else:
                 for q in range(ln):
                     dst[q] = (src[q] - mc) * sc + tc
+
+
+# ---------------------------------------------------------------------------------- allocation
+def advise_huge(a):
+    """Ask Linux for transparent huge pages on a fresh buffer of at least ``HUGE_MIN`` bytes.
+
+    Numba's ``np.empty`` is a plain ``malloc`` (an ``mmap`` for big blocks) and every 4 KiB page then
+    faults on first write: a 128 MiB output costs ~3x a copy in faults alone.  NumPy's own
+    allocator does the same ``madvise(MADV_HUGEPAGE)`` on big arrays; the kernel applies it to the
+    2 MiB-aligned part of the page-aligned range given here (a hint: failure is harmless)."""
+    nb = a.size * a.itemsize
+    if nb >= HUGE_MIN:
+        p = a.ctypes.data
+        lo = (p + np.uintp(4095)) & ~np.uintp(4095)
+        hi = (p + np.uintp(nb)) & ~np.uintp(4095)
+        if hi > lo:
+            madvise(lo, hi - lo, np.intc(14))  # MADV_HUGEPAGE
 
 
 # ------------------------------------------------------------------------------ per-channel helpers
@@ -288,5 +312,5 @@ def op_relu(x, out):
 
 
 # Emission order (helpers before their users keeps the generated file readable).
-SERIAL = ("k_gemm", "bn_coeffs", "update_running", "op_linear", "op_bn2", "op_linear_bn", "op_bn3",
-          "op_relu")
+SERIAL = ("k_gemm", "advise_huge", "bn_coeffs", "update_running", "op_linear", "op_bn2", "op_linear_bn",
+          "op_bn3", "op_relu")
