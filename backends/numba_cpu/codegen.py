@@ -24,6 +24,10 @@ from lazyfuse.ir.types import UNKNOWN, Sym, TensorType
 from . import intrinsics, kernels
 
 DECORATOR = '@njit(cache=True, nogil=True, error_model="numpy"{extra})'
+# Drivers and helpers are inlined into their callers at the Numba IR level.  Each compiled function
+# links its callees' code and re-optimizes the whole linked module, so every call level re-ran LLVM
+# over all kernels below it; inlining leaves run() -> kernels (cold MLPWithBN compile ~8.6 s -> ~6.9 s).
+INLINE = ', inline="always"'
 CONSTANTS = ("PAR_MIN", "MAX_CHUNKS", "MIN_CHUNK_ROWS", "BN3_ROWS", "HUGE_MIN")
 
 
@@ -45,7 +49,7 @@ def library_source() -> str:
         out += ["", DECORATOR.format(extra=", parallel=True"), par.rstrip(), "",
                 DECORATOR.format(extra=""), ser.rstrip(), ""]
     for name in kernels.SERIAL:
-        out += ["", DECORATOR.format(extra=""), _template(name).rstrip(), ""]
+        out += ["", DECORATOR.format(extra=INLINE), _template(name).rstrip(), ""]
     return "\n".join(out) + "\n"
 
 
