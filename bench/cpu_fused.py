@@ -1,9 +1,9 @@
 """Fused-kernel benchmark of the ``cpu`` backend against BLAS, NumPy and PyTorch eager.
 
 Run ``python -m lazyfuse.bench.cpu_fused [--quick] [--json out.json]``; :func:`run` returns the
-rows for a ``lazyfuse bench`` CLI.  Every comparison is *paired*: the candidates run alternately
-(A, B, A, B, ...) in one process and each row reports the median of the per-round ratios, so load
-from other processes on a shared machine hits both sides alike.  Ratios < 1 mean lazyfuse is faster.
+rows for a ``lazyfuse bench`` CLI.  Every comparison is *paired*: the candidates run in alternating
+blocks (A, B, A, B, ...) in one process and each row reports the median of the per-round ratios, so
+load from other processes on a shared machine hits both sides alike.  Ratios < 1 mean lazyfuse is faster.
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ import numpy as np
 _ROUNDS_QUICK, _ROUNDS_FULL = 7, 25
 
 
+# Seconds to wait before each timed block.  After a call, a library's worker threads spin for a while
+# before they sleep (OpenBLAS: 2**28 cycles by default, libgomp: GOMP_SPINCOUNT); a block started at
+# once would share the 2 cores with the *other* candidate's spinning workers.  See bench/RESULTS.md.
+SETTLE_S = 0.2
+
+
 def _time(fn: Callable[[], Any], reps: int) -> float:
+    time.sleep(SETTLE_S)
+    fn()  # untimed: wakes this library's pool
     t = time.perf_counter()
     for _ in range(reps):
         fn()
@@ -34,7 +42,10 @@ def _time(fn: Callable[[], Any], reps: int) -> float:
 
 def paired(name: str, cand: Callable[[], Any], base: Callable[[], Any], base_name: str, rounds: int,
            reps: int = 1, target: float | None = None) -> dict[str, Any]:
-    """Median per-round ratio cand/base (interleaved), with both medians in ms."""
+    """Median per-round ratio cand/base (blocks interleaved: A, B, A, B, ...), both medians in ms.
+
+    Each block starts after :data:`SETTLE_S` of idle time and one untimed call, so it measures the
+    candidate alone on the machine, not its fight with the other's still-spinning thread pool."""
     cand(), base()  # warm up (JIT, caches, thread pools)
     tc, tb, ratios = [], [], []
     for _ in range(rounds):

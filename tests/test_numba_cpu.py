@@ -111,12 +111,25 @@ def _assert_state(a, b, dtype):
 def test_source_is_one_module_with_one_run(zoo):
     dtype, model, cm, _, _ = zoo
     src = cm.source
-    assert src.count("\ndef run(") == 1
+    assert src.count("\ndef run(") == 1 and src.count("\ndef run_s(") == 1
+    run, run_s = src.split("\ndef run(")[1].split("\ndef run_s(")
     for call in ("op_linear_bn(", "op_linear(", "op_bn2(", "op_bn3(", "op_relu(", "np.add("):
-        assert call in src.split("\ndef run(")[1], call
+        assert call in run, call
+        assert call.replace("(", "_s(").replace("np.add_s(", "np.add(") in run_s, call
+    # the serial flavour never reaches a parallel kernel
+    serial = src.split("# Serial flavour of the drivers")[1]
+    assert "_p(" not in serial and "prange" not in serial.split("def small(")[0]
     ops = {n.op for n in cm.graph.nodes}
     assert {"fused_linear_bn_relu", "fused_linear_bn", "fused_linear_relu", "fused_bn_relu"} <= ops
     assert cm.runner.cached and cm.runner.file.read_text() == src
+
+
+def test_small_calls_take_the_serial_flavour(zoo):
+    dtype, model, cm, _, _ = zoo
+    rng = np.random.default_rng(5)
+    small, big = _inputs(rng, 3, dtype, 1.0, 0.0), _inputs(rng, 9000, dtype, 1.0, 0.0)
+    assert cm.runner.entry(small) == "run_s"
+    assert cm.runner.entry(big) == "run"
 
 
 def test_train_steps_then_eval_match_reference(zoo):

@@ -64,18 +64,20 @@ def test_affine_relu_keeps_nan(lib, variant):
     np.testing.assert_array_equal(res, [np.nan, 0.0, 4.0])
 
 
-@pytest.mark.parametrize("shape", [(5, 3, 37), (200, 4, 50)])  # serial / parallel, L not a lane multiple
-def test_bn3d_train_matches_numpy(lib, shape):
+@pytest.mark.parametrize("shape", [(5, 3, 37), (200, 4, 50), (3, 70, 64)])  # serial / parallel; L % LANES
+def test_bn3d_stats_and_affine_match_numpy(lib, shape):
     rng = np.random.default_rng(2)
     x = (50 + rng.standard_normal(shape) * 0.1).astype(np.float64)
     c = shape[1]
     gamma, beta = rng.standard_normal(c), rng.standard_normal(c)
     out, mean, var = np.empty_like(x), np.empty(c), np.empty(c)
     variant = "_p" if x.size >= lib.PAR_MIN else "_s"
-    getattr(lib, "k_bn3d_train" + variant)(x, out, gamma, beta, 1e-5, False, mean, var)
+    getattr(lib, "k_stats3d" + variant)(x, mean, var)
     m, v = x.mean((0, 2)), x.var((0, 2))
     np.testing.assert_allclose(mean, m, rtol=1e-12)
     np.testing.assert_allclose(var, v, rtol=1e-9)
+    sc = gamma / np.sqrt(var + 1e-5)
+    getattr(lib, "k_affine3d" + variant)(x, out, mean, sc, beta, False)
     b = (None, slice(None), None)
     want = (x - m[b]) / np.sqrt(v[b] + 1e-5) * gamma[b] + beta[b]
     np.testing.assert_allclose(out, want, rtol=1e-9, atol=1e-9)

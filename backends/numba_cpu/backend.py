@@ -16,7 +16,9 @@ from .codegen import generate
 
 
 class NumbaCPUExecutable:
-    """One generated module; ``run`` gathers the arrays in ``run()``'s order and calls it once."""
+    """One generated module; ``run`` gathers the arrays in ``run()``'s order and makes one call:
+    ``run_s`` (serial kernels only) when the module's ``small(inputs)`` says every tensor is small,
+    else ``run``.  Each of the two is compiled (or loaded from the disk cache) on its first use."""
 
     def __init__(self, graph: Graph) -> None:
         gen = generate(graph)
@@ -24,16 +26,21 @@ class NumbaCPUExecutable:
         self.module, self.path = load_module(gen.source)
         self.cached: bool = self.path is not None
         self._args = gen.args
-        self._run = self.module.run
+        self._inputs = [i for i, (kind, _) in enumerate(gen.args) if kind == "input"]
+        self._small = self.module.small
         # Train-mode calls update running stats in place: one at a time per compiled graph.
         self._state_lock = threading.Lock()
         self._first_call_lock = threading.Lock()
-        self._compiled = False
+        self._compiled: set[str] = set()
 
     @property
     def file(self) -> Path | None:
         """The generated module's file in the cache dir (None when running uncached)."""
         return self.path
+
+    def entry(self, inputs: Sequence[np.ndarray]) -> str:
+        """``"run_s"`` or ``"run"``: which compiled function a call with these inputs uses."""
+        return "run_s" if self._small(*inputs) else "run"
 
     def run(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
             training: Mapping[str | None, bool]) -> np.ndarray | tuple[np.ndarray, ...]:
@@ -48,29 +55,31 @@ class NumbaCPUExecutable:
                 flag = bool(training.get(key, False))
                 mutates |= flag
                 args.append(flag)
-        if not self._compiled:
-            return self._first_call(args, mutates)
-        return self._call(args, mutates)
+        name = self.entry([args[i] for i in self._inputs])
+        fn = getattr(self.module, name)
+        if name not in self._compiled:
+            return self._first_call(name, fn, args, mutates)
+        return self._call(fn, args, mutates)
 
-    def _call(self, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
+    def _call(self, fn, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
         if mutates:
             with self._state_lock, threads.call_guard():
-                return self._run(*args)
+                return fn(*args)
         with threads.call_guard():
-            return self._run(*args)
+            return fn(*args)
 
-    def _first_call(self, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
-        """The call that compiles (or loads) the module: never concurrently with another process
+    def _first_call(self, name: str, fn, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
+        """The call that compiles (or loads) ``name``: never concurrently with another process
         compiling the same file, and the cache is marked whole only after it succeeded."""
         with self._first_call_lock:
-            if self._compiled or self.path is None:
-                self._compiled = True
-                return self._call(args, mutates)
+            if name in self._compiled or self.path is None:
+                self._compiled.add(name)
+                return self._call(fn, args, mutates)
             with compile_lock(self.path):
-                result = self._call(args, mutates)
+                result = self._call(fn, args, mutates)
                 if not is_complete(self.path):
                     mark_complete(self.path)
-            self._compiled = True
+            self._compiled.add(name)
             return result
 
 

@@ -4,14 +4,21 @@ The module holds the kernel library (copied from :mod:`.kernels`, parallel templ
 and ``_s``) and one top-level ``run(...)`` that executes the whole graph: inputs, parameters,
 buffers and the BatchNorm ``training`` flags are its arguments; intermediates are allocated per call
 (no shared scratch, so concurrent calls are safe); symbolic dims come from the input shapes.
+
+``run_s`` is the same graph with the serial driver flavour, and the plain-Python ``small(inputs...)``
+says whether every tensor of a call is below ``PAR_MIN`` elements — then ``run`` would pick the
+serial kernel for every op anyway, so ``run_s`` computes exactly the same thing.  The executable
+calls ``run_s`` for such calls: Numba compiles a function with everything it may call, and the
+parallel variants are most of the compile time (a first call at batch 32 only compiles ``run_s``).
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import inspect
 import keyword
 import re
-import textwrap
 from dataclasses import dataclass, field
 
 import numba
@@ -28,13 +35,24 @@ DECORATOR = '@njit(cache=True, nogil=True, error_model="numpy"{extra})'
 # links its callees' code and re-optimizes the whole linked module, so every call level re-ran LLVM
 # over all kernels below it; inlining leaves run() -> kernels (cold MLPWithBN compile ~8.6 s -> ~6.9 s).
 INLINE = ', inline="always"'
-CONSTANTS = ("PAR_MIN", "MAX_CHUNKS", "MIN_CHUNK_ROWS", "BN3_ROWS", "HUGE_MIN")
+CONSTANTS = ("PAR_MIN", "MAX_CHUNKS", "MIN_CHUNK_ROWS", "LANES", "HUGE_MIN")
+
+
+@functools.cache
+def _templates() -> dict[str, str]:
+    """Source of every top-level function in :mod:`.kernels`, by name (one parse; ``inspect.getsource``
+    per function costs ~2 ms each, which shows in the warm-start time)."""
+    text = inspect.getsource(kernels)
+    lines = text.splitlines()
+    return {node.name: "\n".join(lines[node.lineno - 1:node.end_lineno]) + "\n"
+            for node in ast.parse(text).body if isinstance(node, ast.FunctionDef)}
 
 
 def _template(name: str) -> str:
-    return textwrap.dedent(inspect.getsource(getattr(kernels, name)))
+    return _templates()[name]
 
 
+@functools.cache
 def library_source() -> str:
     """The kernel library every generated module starts with (imports, constants, kernels)."""
     out = ["import numpy as np", "from numba import njit, prange",
@@ -48,9 +66,33 @@ def library_source() -> str:
         ser = re.sub(r"\bprange\b", "range", src.replace(f"def {name}(", f"def {name}_s(", 1))
         out += ["", DECORATOR.format(extra=", parallel=True"), par.rstrip(), "",
                 DECORATOR.format(extra=""), ser.rstrip(), ""]
-    for name in kernels.SERIAL:
+    for name in kernels.HELPERS:
         out += ["", DECORATOR.format(extra=INLINE), _template(name).rstrip(), ""]
+    for name in kernels.DRIVERS:
+        out += ["", DECORATOR.format(extra=INLINE), _template(name).rstrip(), ""]
+    out += ["", "# Serial flavour of the drivers (used by run_s): every kernel call is the _s variant."]
+    for name in kernels.DRIVERS:
+        out += ["", DECORATOR.format(extra=INLINE), serial_flavour(_template(name)).rstrip(), ""]
     return "\n".join(out) + "\n"
+
+
+_PICK = re.compile(r"^(?P<ind> *)if [^\n]+:\n +(?P<k>k_\w+)_p\((?P<a>[^\n]*)\)\n(?P=ind)else:\n"
+                   r" +(?P=k)_s\((?P=a)\)\n", re.M)
+
+
+def serial_flavour(code: str) -> str:
+    """``code`` (a driver, or ``run``'s body) for ``run_s``: every ``if <big>: k_p(...) else: k_s(...)``
+    becomes ``k_s(...)`` and ``op_*(`` calls/defs are renamed ``op_*_s(`` (comment lines untouched)."""
+    code = _PICK.sub(lambda m: f"{m['ind']}{m['k']}_s({m['a']})\n", code)
+    code = re.sub(r"^ *par = [^\n]*PAR_MIN\n", "", code, flags=re.M)  # the size test the picks used
+    lines = []
+    for line in code.splitlines():
+        if not line.lstrip().startswith("#"):
+            line = re.sub(r"\b(op_\w+)\(", r"\1_s(", line)
+            if re.search(r"\bk_\w+_p\(", line):
+                raise CompileError(f"cpu backend: no serial flavour for {line.strip()!r}")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 @dataclass
@@ -77,13 +119,16 @@ def _ident(text: str, prefix: str, taken: set[str]) -> str:
 class _Emitter:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.taken: set[str] = {"run", "np", "njit", "prange", "madvise"}
+        self.taken: set[str] = {"run", "run_s", "small", "np", "njit", "prange", "madvise"}
         self.var: dict[Node, str] = {}
         self.syms: dict[str, str] = {}
         self.params: list[str] = []
         self.args: list[tuple[str, object]] = []
         self.train: dict[str | None, str] = {}
         self.body: list[str] = []
+        self.inputs: list[str] = []
+        self.sym_lines: list[str] = []
+        self.sizes: list[str] = []
 
     # -- helpers --------------------------------------------------------------------------------
     def dim(self, d: object, where: Node) -> str:
@@ -119,6 +164,10 @@ class _Emitter:
     def emit(self, line: str) -> None:
         self.body.append("    " + line)
 
+    def size(self, t: TensorType, where: Node) -> None:
+        """Record the element count of a tensor of this call (for ``small``)."""
+        self.sizes.append(" * ".join(f"({self.dim(d, where)})" for d in t.shape) or "1")
+
     def alloc(self, var: str, shape: str, t: TensorType) -> None:
         """A fresh output buffer (huge pages asked for when big, see ``advise_huge``)."""
         self.emit(f"{var} = np.empty({shape}, {self.np_dtype(t)})")
@@ -134,6 +183,9 @@ class _Emitter:
                     sym = _ident(d.names[0], "sym_", self.taken)
                     self.syms[d.names[0]] = sym
                     self.emit(f"{sym} = {name}.shape[{k}]")
+                    self.sym_lines.append(f"    {sym} = {name}.shape[{k}]")
+            self.inputs.append(name)
+            self.size(node.type, node)
         else:
             name = _ident(node.attrs["target"], "s_", self.taken)
             self.args.append(("state", node.attrs["target"]))
@@ -242,13 +294,21 @@ def generate(graph: Graph) -> Generated:
             if d is UNKNOWN:
                 raise CompileError(f"cpu backend: {node.ref} has an unresolved dim; run infer_shapes first")
         em.compute_node(node)
+        if node.type is not None:
+            em.size(node.type, node)
     if not outputs:
         raise CompileError(f"cpu backend: graph @{graph.name} has no output")
     ret = outputs[0] if len(outputs) == 1 else "(" + ", ".join(outputs) + ",)"
     params = em.params + [em.train[p] for p in em.train]
     header = (f"# Generated by lazyfuse (cpu backend) for graph @{graph.name}; numba {numba.__version__}.\n"
-              "# One call of run() executes the whole graph.\n")
+              "# One call of run() (or run_s() when small() says so) executes the whole graph.\n")
     run = [DECORATOR.format(extra=""), f"def run({', '.join(params)}):", *em.body, f"    return {ret}"]
-    source = header + library_source() + "\n" + "\n".join(run) + "\n"
+    run_s = [DECORATOR.format(extra=""), f"def run_s({', '.join(params)}):",
+             *[serial_flavour(line).rstrip("\n") for line in em.body], f"    return {ret}"]
+    small = [f"def small({', '.join(em.inputs)}):",
+             '    """True when every tensor of the call is below PAR_MIN elements (run_s == run)."""',
+             *em.sym_lines, f"    return max(({', '.join(em.sizes)},)) < PAR_MIN"]
+    source = (header + library_source() + "\n" + "\n".join(run) + "\n\n\n" + "\n".join(run_s) + "\n\n\n"
+              + "\n".join(small) + "\n")
     args = [a for a in em.args if a[0] != "train"] + [("train", p) for p in em.train]
     return Generated(source, args, len(outputs))

@@ -5,7 +5,9 @@ These are plain Python functions; :mod:`.codegen` copies their *source* into eac
 (so ``cm.source`` shows every line that runs and Numba's disk cache sees one self-contained file).
 Functions listed in :data:`PARALLEL` are emitted twice: ``name_p`` (``parallel=True``, ``prange``)
 and ``name_s`` (serial, ``prange`` -> ``range``); the ``op_*`` drivers pick one by size at call time,
-because waking a thread pool costs microseconds that small batches cannot pay back.
+because waking a thread pool costs microseconds that small batches cannot pay back.  Calls whose
+tensors are all small go to a serial flavour of the whole graph that never references a parallel
+kernel, so a first small call does not pay Numba's compile time for the parallel variants.
 
 Numerics:
 - No ``fastmath``: it would let LLVM assume no NaNs, turning ``relu(NaN)`` into 0 (torch gives NaN).
@@ -15,6 +17,8 @@ Numerics:
   chunks (independent of the thread count, so results are deterministic) and merged in float64.
   This stays accurate when ``|mean| >> std``; non-finite inputs propagate like PyTorch (an inf in a
   channel gives mean inf / var NaN, a NaN gives NaN).
+- Kernels get their flags as ``bool(flag)``: a constant argument would be typed ``Literal[bool]``
+  and compile one specialization per value (twice the compile time for a model that has both).
 - Per-channel coefficients are float64, computed at call time from the current batch or running
   statistics (O(C)); the epilogue is ``(v - m) * s + t`` in the data dtype, optionally ReLU'd with
   ``v < 0 -> 0`` (NaN stays NaN).
@@ -30,12 +34,12 @@ PAR_MIN = 1 << 15
 # Train-BN statistics over (N, C): at most this many row chunks, at least this many rows per chunk.
 MAX_CHUNKS = 64
 MIN_CHUNK_ROWS = 64
-# Rows of an (N, C, L) channel summed in the data dtype before the partials go to float64.
-BN3_ROWS = 64
+# Lanes of the data-dtype partial sums of one (N, C, L) row (a multiple of the SIMD width).
+LANES = 32
 # Output buffers of at least this many bytes get ``madvise(MADV_HUGEPAGE)`` (NumPy uses 4 MiB).
 HUGE_MIN = 1 << 22
 # Names of the templates that have a parallel and a serial variant.
-PARALLEL = ("k_stats2d", "k_affine2d", "k_relu", "k_bn3d_train", "k_affine3d")
+PARALLEL = ("k_stats2d", "k_affine2d", "k_relu", "k_stats3d", "k_affine3d")
 
 
 # ---------------------------------------------------------------------------------------- kernels
@@ -47,32 +51,44 @@ def k_gemm(x, w, out):
 def k_stats2d(x, mean, var):
     """Per-column mean and biased variance of ``x`` (N, C) into float64 ``mean``, ``var``."""
     n, c = x.shape
-    nch = min(MAX_CHUNKS, max(1, n // MIN_CHUNK_ROWS))
-    shift = np.zeros(c, x.dtype)
+    nch = n // MIN_CHUNK_ROWS
+    if nch > MAX_CHUNKS:
+        nch = MAX_CHUNKS
+    if nch < 1:
+        nch = 1
+    shift = np.empty(c, x.dtype)
     for j in range(c):
         v = x[0, j]
-        if v - v == 0.0:  # finite (inf - inf and NaN - NaN are NaN)
-            shift[j] = v
-    p1 = np.zeros((nch, c), x.dtype)
-    p2 = np.zeros((nch, c), x.dtype)
+        shift[j] = v if v - v == 0.0 else 0.0  # finite (inf - inf and NaN - NaN are NaN)
+    p1 = np.empty(nch * c, x.dtype)  # chunk k's partial sums at [k * c, (k + 1) * c)
+    p2 = np.empty(nch * c, x.dtype)
     for k in prange(nch):
         lo = k * n // nch
         hi = (k + 1) * n // nch
+        # Views, not p1[k * c + j]: an index LLVM cannot prove non-negative keeps Numba's
+        # wraparound check in the loop and the loop scalar (measured 3-6x slower at (4096, 1024)).
+        a1 = p1[k * c:(k + 1) * c]
+        a2 = p2[k * c:(k + 1) * c]
+        for j in range(c):
+            a1[j] = 0.0
+            a2[j] = 0.0
         for i in range(lo, hi):
+            row = x[i]
             for j in range(c):
-                d = x[i, j] - shift[j]
-                p1[k, j] += d
-                p2[k, j] += d * d
-    s1 = np.zeros(c)
-    s2 = np.zeros(c)
+                d = row[j] - shift[j]
+                a1[j] += d
+                a2[j] += d * d
+    for j in range(c):  # merge in float64, in mean / var themselves
+        mean[j] = 0.0
+        var[j] = 0.0
     for k in range(nch):
         for j in range(c):
-            s1[j] += p1[k, j]
-            s2[j] += p2[k, j]
+            mean[j] += p1[k * c + j]
+            var[j] += p2[k * c + j]
     for j in range(c):
-        m = s1[j] / n
+        m = mean[j] / n
+        v = var[j] / n - m * m
         mean[j] = shift[j] + m
-        v = s2[j] / n - m * m
         var[j] = 0.0 if v < 0.0 else v  # rounding only; NaN stays NaN
 
 
@@ -96,87 +112,96 @@ def k_relu(x, out):
         out[i] = 0.0 if v < 0.0 else v
 
 
-def k_bn3d_train(x, out, gamma, beta, eps, relu, mean, var):
-    """Train BatchNorm over (N, C, L), one channel per task: statistics, then normalize while the
-    channel's N*L values are still in cache.  Batch mean / biased var go to float64 ``mean``/``var``.
+def k_stats3d(x, mean, var):
+    """Per-channel mean and biased variance of ``x`` (N, C, L) over N and L into float64 ``mean``,
+    ``var``.
 
-    The statistics accumulate *per position* ``l`` (``a1[l] += x[i, ch, l] - shift``): the inner
-    loop is elementwise over contiguous memory, so LLVM vectorizes it without fastmath (a scalar
-    running sum would need reassociation).  The data-dtype partials cover at most ``BN3_ROWS`` rows,
-    are merged into float64 per position, and the positions are summed in float64 at the end."""
+    Tasks are a fixed number of blocks of (i, c) rows in memory order, so each thread streams one
+    contiguous range (channel-major tasks read 8 KiB pieces 2 MiB apart and got half the memory
+    bandwidth).  A row's shifted sums run in ``LANES`` data-dtype lanes (an elementwise loop, so
+    LLVM vectorizes it without fastmath), are summed in float64 and added to the block's float64
+    partial of that channel; blocks are merged in a fixed order (deterministic)."""
     n, c, ln = x.shape
-    cnt = n * ln
+    rows = n * c
+    nch = rows // MIN_CHUNK_ROWS
+    if nch > MAX_CHUNKS:
+        nch = MAX_CHUNKS
+    if nch < 1:
+        nch = 1
     zero = np.zeros(1, x.dtype)[0]
-    for ch in prange(c):
-        sh = x[0, ch, 0]
-        if not sh - sh == zero:  # not finite
-            sh = zero
-        a1 = np.empty(ln, x.dtype)
-        a2 = np.empty(ln, x.dtype)
-        b1 = np.zeros(ln)
-        b2 = np.zeros(ln)
-        for i0 in range(0, n, BN3_ROWS):
-            a1[:] = zero
-            a2[:] = zero
-            for i in range(i0, min(i0 + BN3_ROWS, n)):
-                row = x[i, ch]
-                for q in range(ln):
-                    d = row[q] - sh
-                    a1[q] += d
-                    a2[q] += d * d
-            for q in range(ln):
-                b1[q] += a1[q]
-                b2[q] += a2[q]
+    shift = np.empty(c, x.dtype)
+    for ch in range(c):
+        v = x[0, ch, 0]
+        shift[ch] = v if v - v == zero else zero  # finite
+    p1 = np.zeros(nch * c)
+    p2 = np.zeros(nch * c)
+    nb = ln // LANES
+    for k in prange(nch):
+        q1 = p1[k * c:(k + 1) * c]
+        q2 = p2[k * c:(k + 1) * c]
+        a1 = np.empty(LANES, x.dtype)
+        a2 = np.empty(LANES, x.dtype)
+        for r in range(k * rows // nch, (k + 1) * rows // nch):
+            i = r // c
+            ch = r - i * c
+            row = x[i, ch]
+            sh = shift[ch]
+            for u in range(LANES):
+                a1[u] = zero
+                a2[u] = zero
+            for b in range(nb):
+                seg = row[b * LANES:(b + 1) * LANES]
+                for u in range(LANES):
+                    d = seg[u] - sh
+                    a1[u] += d
+                    a2[u] += d * d
+            s1 = 0.0
+            s2 = 0.0
+            for u in range(LANES):
+                s1 += a1[u]
+                s2 += a2[u]
+            for q in range(nb * LANES, ln):
+                d = row[q] - sh
+                s1 += d
+                s2 += d * d
+            q1[ch] += s1
+            q2[ch] += s2
+    cnt = n * ln
+    for ch in range(c):
         s1 = 0.0
         s2 = 0.0
-        for q in range(ln):
-            s1 += b1[q]
-            s2 += b2[q]
+        for k in range(nch):
+            s1 += p1[k * c + ch]
+            s2 += p2[k * c + ch]
         mu = s1 / cnt
-        bmean = sh + mu
-        bvar = s2 / cnt - mu * mu
-        if bvar < 0.0:
-            bvar = 0.0
-        mean[ch] = bmean
-        var[ch] = bvar
-        sc = gamma[ch] / np.sqrt(bvar + eps)
-        cv = np.empty(3, out.dtype)  # the coefficients in the data dtype (vectorized epilogue)
-        cv[0] = bmean
-        cv[1] = sc
-        cv[2] = beta[ch]
-        m1 = cv[0]
-        s1c = cv[1]
-        t1 = cv[2]
-        for i in range(n):
-            src = x[i, ch]
-            dst = out[i, ch]
-            if relu:
-                for q in range(ln):
-                    v = (src[q] - m1) * s1c + t1
-                    dst[q] = zero if v < zero else v
-            else:
-                for q in range(ln):
-                    dst[q] = (src[q] - m1) * s1c + t1
+        v = s2 / cnt - mu * mu
+        mean[ch] = shift[ch] + mu
+        var[ch] = 0.0 if v < 0.0 else v  # rounding only; NaN stays NaN
 
 
 def k_affine3d(x, out, m, s, t, relu):
-    """out[i, c, l] = (x[i, c, l] - m[c]) * s[c] + t[c], then ReLU if ``relu``."""
+    """out[i, c, l] = (x[i, c, l] - m[c]) * s[c] + t[c], then ReLU if ``relu``.
+
+    Tasks are the (i, c) rows in memory order, so each thread writes one contiguous block of a fresh
+    ``out``: a page it faults in (and the kernel zeroes) is written while still in cache.  Channel
+    order instead interleaves both threads over every page and costs ~2x at (64, 256, 2048)."""
     n, c, ln = x.shape
     zero = np.zeros(1, out.dtype)[0]
-    for i in prange(n):
-        for ch in range(c):
-            src = x[i, ch]
-            dst = out[i, ch]
-            mc = m[ch]
-            sc = s[ch]
-            tc = t[ch]
-            if relu:
-                for q in range(ln):
-                    v = (src[q] - mc) * sc + tc
-                    dst[q] = zero if v < zero else v
-            else:
-                for q in range(ln):
-                    dst[q] = (src[q] - mc) * sc + tc
+    for r in prange(n * c):
+        i = r // c
+        ch = r - i * c
+        src = x[i, ch]
+        dst = out[i, ch]
+        mc = m[ch]
+        sc = s[ch]
+        tc = t[ch]
+        if relu:
+            for q in range(ln):
+                v = (src[q] - mc) * sc + tc
+                dst[q] = zero if v < zero else v
+        else:
+            for q in range(ln):
+                dst[q] = (src[q] - mc) * sc + tc
 
 
 # ---------------------------------------------------------------------------------- allocation
@@ -198,11 +223,13 @@ def advise_huge(a):
 
 # ------------------------------------------------------------------------------ per-channel helpers
 def bn_coeffs(mean, var, gamma, beta, pre, eps, m, s, t):
-    """Epilogue coefficients from statistics: m = mean - pre, s = gamma / sqrt(var + eps), t = beta.
+    """Epilogue coefficients from statistics: m = mean - pre, s = gamma / sqrt(var + eps), t = beta,
+    computed in float64 (``mean``/``var`` may be running stats in the data dtype).
 
-    ``pre`` is a bias the data does not contain yet (the Linear bias skipped by the fused GEMM)."""
+    ``pre`` is a bias the data does not contain yet (the Linear bias skipped by the fused GEMM), or
+    an empty array for none."""
     for j in range(m.shape[0]):
-        m[j] = mean[j] - pre[j]
+        m[j] = mean[j] - pre[j] if pre.size else mean[j] + 0.0
         s[j] = gamma[j] / np.sqrt(var[j] + eps)
         t[j] = beta[j]
 
@@ -210,12 +237,13 @@ def bn_coeffs(mean, var, gamma, beta, pre, eps, m, s, t):
 def update_running(rm, rv, mean, var, pre, cnt, momentum, nbt):
     """num_batches_tracked += 1 and the running-stat update (unbiased var) in place.
 
-    ``momentum < 0`` stands for ``momentum=None``: the factor is ``1 / num_batches_tracked``."""
+    ``momentum < 0`` stands for ``momentum=None``: the factor is ``1 / num_batches_tracked``.
+    ``pre`` as in :func:`bn_coeffs` (added to the batch mean; empty for none)."""
     nbt[()] += 1
     f = 1.0 / nbt[()] if momentum < 0.0 else momentum
     corr = cnt / (cnt - 1.0)
     for j in range(rm.shape[0]):
-        rm[j] = (1.0 - f) * rm[j] + f * (mean[j] + pre[j])
+        rm[j] = (1.0 - f) * rm[j] + f * (mean[j] + pre[j] if pre.size else mean[j])
         rv[j] = (1.0 - f) * rv[j] + f * (var[j] * corr)
 
 
@@ -227,12 +255,15 @@ def op_linear(x, w, b, has_bias, relu, out):
         # The affine kernel with m = 0, s = 1, t = b: (v - 0) * 1 + b rounds exactly like v + b,
         # and one kernel less to compile (each parallel variant costs ~1 s of Numba/LLVM time).
         c = out.shape[1]
-        m = np.zeros(c, out.dtype)
-        s = np.ones(c, out.dtype)
+        m = np.empty(c, out.dtype)
+        s = np.empty(c, out.dtype)
+        for j in range(c):  # loops, not np.zeros / np.ones: each new signature is ~50 ms of compile
+            m[j] = 0.0
+            s[j] = 1.0
         if out.size >= PAR_MIN:
-            k_affine2d_p(out, out, m, s, b, relu)
+            k_affine2d_p(out, out, m, s, b, bool(relu))
         else:
-            k_affine2d_s(out, out, m, s, b, relu)
+            k_affine2d_s(out, out, m, s, b, bool(relu))
 
 
 def op_bn2(x, out, pre, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu):
@@ -253,13 +284,13 @@ def op_bn2(x, out, pre, gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
             k_stats2d_s(x, mean, var)
         if update:
             update_running(rm, rv, mean, var, pre, x.shape[0], momentum, nbt)
-        bn_coeffs(mean, var, gamma, beta, np.zeros(c), eps, m, s, t)
+        bn_coeffs(mean, var, gamma, beta, np.empty(0), eps, m, s, t)
     else:
-        bn_coeffs(rm.astype(np.float64), rv.astype(np.float64), gamma, beta, pre, eps, m, s, t)
+        bn_coeffs(rm, rv, gamma, beta, pre, eps, m, s, t)
     if par:
-        k_affine2d_p(x, out, m, s, t, relu)
+        k_affine2d_p(x, out, m, s, t, bool(relu))
     else:
-        k_affine2d_s(x, out, m, s, t, relu)
+        k_affine2d_s(x, out, m, s, t, bool(relu))
 
 
 def op_linear_bn(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu, out):
@@ -272,25 +303,26 @@ def op_linear_bn(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentu
 def op_bn3(x, out, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu):
     """BatchNorm over (N, C, L) (+ ReLU); statistics over N and L."""
     n, c, ln = x.shape
+    m = np.empty(c, out.dtype)
+    s = np.empty(c, out.dtype)
+    t = np.empty(c, out.dtype)
     par = x.size >= PAR_MIN
     if batch_stats:
         mean = np.empty(c)
         var = np.empty(c)
         if par:
-            k_bn3d_train_p(x, out, gamma, beta, eps, relu, mean, var)
+            k_stats3d_p(x, mean, var)
         else:
-            k_bn3d_train_s(x, out, gamma, beta, eps, relu, mean, var)
+            k_stats3d_s(x, mean, var)
         if update:
-            update_running(rm, rv, mean, var, np.zeros(c), n * ln, momentum, nbt)
+            update_running(rm, rv, mean, var, np.empty(0), n * ln, momentum, nbt)
+        bn_coeffs(mean, var, gamma, beta, np.empty(0), eps, m, s, t)
     else:
-        m = np.empty(c, out.dtype)
-        s = np.empty(c, out.dtype)
-        t = np.empty(c, out.dtype)
-        bn_coeffs(rm.astype(np.float64), rv.astype(np.float64), gamma, beta, np.zeros(c), eps, m, s, t)
-        if par:
-            k_affine3d_p(x, out, m, s, t, relu)
-        else:
-            k_affine3d_s(x, out, m, s, t, relu)
+        bn_coeffs(rm, rv, gamma, beta, np.empty(0), eps, m, s, t)
+    if par:
+        k_affine3d_p(x, out, m, s, t, bool(relu))
+    else:
+        k_affine3d_s(x, out, m, s, t, bool(relu))
 
 
 def op_relu(x, out):
@@ -304,5 +336,7 @@ def op_relu(x, out):
 
 
 # Emission order (helpers before their users keeps the generated file readable).
-SERIAL = ("k_gemm", "advise_huge", "bn_coeffs", "update_running", "op_linear", "op_bn2", "op_linear_bn",
-          "op_bn3", "op_relu")
+HELPERS = ("k_gemm", "advise_huge", "bn_coeffs", "update_running")
+# Op drivers: emitted as written (``run`` uses them) and as a serial flavour ``op_*_s`` whose every
+# kernel call is the ``_s`` variant (``run_s`` uses them, see :mod:`.codegen`).
+DRIVERS = ("op_linear", "op_bn2", "op_linear_bn", "op_bn3", "op_relu")
