@@ -31,7 +31,7 @@ from numba import prange
 
 # Elements below which the serial variants run (a parallel region costs a few microseconds).
 PAR_MIN = 1 << 15
-# Train-BN statistics over (N, C): at most this many row chunks, at least this many rows per chunk.
+# Train-BN statistics: at most this many row chunks, at least this many rows per chunk.
 MAX_CHUNKS = 64
 MIN_CHUNK_ROWS = 64
 # Lanes of the data-dtype partial sums of one (N, C, L) row (a multiple of the SIMD width).

@@ -4,19 +4,23 @@ A compiled call runs two pools back to back: OpenBLAS's (the GEMM, via SciPy's B
 ``np.dot`` binds) and Numba's (the ``prange`` epilogues and statistics).  With Numba's default
 ``omp`` layer (GNU OpenMP) its workers spin after each parallel region while OpenBLAS's workers
 spin after each GEMM; on a 2-core machine the spinners steal the cores the other pool needs
-(measured on the 2-core Zen 5 box: fused Linear+BN+ReLU train 1.39x plain GEMM time, eval 1.13x;
+(measured on the 2-core Zen 5 box: fused Linear+BN+ReLU train 1.32x plain GEMM time, eval 1.21x;
 see bench/RESULTS.md).
 
 Recommended configuration (opt-in, set by the user before Numba starts a pool; lazyfuse never
 changes a global thread setting itself):
 
 - ``NUMBA_THREADING_LAYER=workqueue``: Numba's own pool, whose workers sleep instead of spinning.
-  Measured train 0.95x / eval 1.01x plain GEMM.  It does not touch PyTorch's or OpenBLAS's pools,
+  Measured train 1.02x / eval 1.01x plain GEMM.  It does not touch PyTorch's or OpenBLAS's pools,
   so it is the least surprising choice for programs that also use PyTorch.  ``workqueue`` is not
   thread-safe, so calls are serialized by :func:`call_guard` on that layer.
-- or ``OMP_WAIT_POLICY=PASSIVE`` (measured 1.03x / 1.00x): also makes GNU OpenMP stop spinning,
+- or ``OMP_WAIT_POLICY=PASSIVE``: also makes GNU OpenMP stop spinning,
   but it is read by every OpenMP runtime in the process, including PyTorch's, whose small-op
   latency can grow; prefer it only when PyTorch is not in the same process.
+
+Between calls: OpenBLAS workers spin ~0.1 s after a GEMM, and NumPy and Numba use two different
+OpenBLAS copies, so code that alternates big ``np.matmul`` and lazyfuse calls runs each against the
+other's spinners; ``OPENBLAS_THREAD_TIMEOUT=4`` removes that at some small-GEMM latency cost.
 
 Thread counts are left alone (all cores for both pools).  Concurrency: every call allocates its
 own intermediates (no shared scratch); train-mode calls of one compiled graph are serialized by
@@ -47,7 +51,7 @@ def threading_layer() -> str | None:
 def settings() -> dict[str, str | None]:
     """The environment settings discussed above, as currently set (for reports)."""
     keys = ("NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY", "OMP_NUM_THREADS",
-            "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")
+            "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_THREAD_TIMEOUT")
     return {k: os.environ.get(k) for k in keys}
 
 
