@@ -119,6 +119,7 @@ def test_source_is_one_module_with_one_run(zoo):
     # the serial flavour never reaches a parallel kernel
     serial = src.split("# Serial flavour of the drivers")[1]
     assert "_p(" not in serial and "prange" not in serial.split("def small(")[0]
+    assert "advise_huge(" in run and "advise_huge(" not in run_s  # small buffers: no huge-page hint
     ops = {n.op for n in cm.graph.nodes}
     assert {"fused_linear_bn_relu", "fused_linear_bn", "fused_linear_relu", "fused_bn_relu"} <= ops
     assert cm.runner.cached and cm.runner.file.read_text() == src

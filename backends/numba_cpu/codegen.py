@@ -82,9 +82,12 @@ _PICK = re.compile(r"^(?P<ind> *)if [^\n]+:\n +(?P<k>k_\w+)_p\((?P<a>[^\n]*)\)\n
 
 def serial_flavour(code: str) -> str:
     """``code`` (a driver, or ``run``'s body) for ``run_s``: every ``if <big>: k_p(...) else: k_s(...)``
-    becomes ``k_s(...)`` and ``op_*(`` calls/defs are renamed ``op_*_s(`` (comment lines untouched)."""
+    becomes ``k_s(...)``, ``advise_huge`` calls go and ``op_*(`` calls/defs are renamed ``op_*_s(``
+    (comment lines untouched)."""
     code = _PICK.sub(lambda m: f"{m['ind']}{m['k']}_s({m['a']})\n", code)
     code = re.sub(r"^ *par = [^\n]*PAR_MIN\n", "", code, flags=re.M)  # the size test the picks used
+    # Buffers of a small call are < PAR_MIN elements, far below HUGE_MIN bytes: the hint is a no-op.
+    code = re.sub(r"^ *advise_huge\([^\n]*\)\n", "", code, flags=re.M)
     lines = []
     for line in code.splitlines():
         if not line.lstrip().startswith("#"):
@@ -304,7 +307,7 @@ def generate(graph: Graph) -> Generated:
               "# One call of run() (or run_s() when small() says so) executes the whole graph.\n")
     run = [DECORATOR.format(extra=""), f"def run({', '.join(params)}):", *em.body, f"    return {ret}"]
     run_s = [DECORATOR.format(extra=""), f"def run_s({', '.join(params)}):",
-             *[serial_flavour(line).rstrip("\n") for line in em.body], f"    return {ret}"]
+             serial_flavour("\n".join(em.body) + "\n").rstrip("\n"), f"    return {ret}"]
     small = [f"def small({', '.join(em.inputs)}):",
              '    """True when every tensor of the call is below PAR_MIN elements (run_s == run)."""',
              *em.sym_lines, f"    return max(({', '.join(em.sizes)},)) < PAR_MIN"]
