@@ -33,6 +33,11 @@ class CompiledModule:
         self.specs = tuple(specs)
         self._inputs: list[Node] = graph.inputs
         self._state: list[Node] = graph.params()
+        # Per param/buffer, worked out once (calls stay cheap at small batch): node, owner module
+        # path, attribute name, member dict, and the dtype and shape it was compiled for.
+        self._state_paths = [(n, *n.attrs["target"].rpartition(".")[::2],
+                              "_parameters" if n.op == "param" else "_buffers",
+                              n.type.dtype.numpy, tuple(n.type.shape)) for n in self._state]
         self._bn_nodes: list[Node] = [n for n in graph.nodes if n.op == "batch_norm" or bn_module(n)]
 
     @property
@@ -86,18 +91,24 @@ class CompiledModule:
 
     def _gather_state(self) -> dict[str, np.ndarray]:
         state = {}
-        for node in self._state:
+        owners: dict[str, Any] = {}  # one submodule walk per owner per call
+        for node, path, name, members, dtype, shape in self._state_paths:
             target = node.attrs["target"]
-            getter = self.model.get_parameter if node.op == "param" else self.model.get_buffer
-            value = getter(target)
+            owner = owners.get(path)
+            if owner is None:
+                owner = owners[path] = self.model.get_submodule(path)
+            value = getattr(owner, members).get(name)
+            if value is None and name not in getattr(owner, members):
+                kind = "parameter" if node.op == "param" else "buffer"
+                raise AttributeError(f"{type(owner).__name__} has no {kind} '{name}' (target '{target}')")
             if value is None or nn.is_uninitialized(value):
                 raise UninitializedParameterError(f"compiled {self.graph.name}: {node.op} '{target}' "
                                                   "is uninitialized in the model")
             arr = np.asarray(value)
-            if arr.dtype != node.type.dtype.numpy:
+            if arr.dtype != dtype:
                 raise DTypeError(f"compiled {self.graph.name}: {node.op} '{target}' is now {arr.dtype}, "
                                  f"compiled for {node.type}; compile the model again")
-            if tuple(arr.shape) != tuple(node.type.shape):
+            if arr.shape != shape:
                 raise ShapeError(f"compiled {self.graph.name}: {node.op} '{target}' now has shape "
                                  f"{tuple(arr.shape)}, compiled for {node.type}; compile the model again")
             state[target] = arr

@@ -105,3 +105,34 @@ def test_linear_epilogue_and_gemm(lib):
         out = np.empty((m, 90), np.float32)
         lib.op_linear(x, w, b, True, True, out)
         np.testing.assert_allclose(out, np.maximum(x @ w.T + b, 0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_call_transposed_gemm_stats_and_epilogue(lib, dtype):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 9)).astype(dtype)
+    w = rng.standard_normal((4, 9)).astype(dtype)
+    yt = np.empty((4, 5), dtype)
+    lib.k_gemm_t(x, w, yt)  # (x @ w.T).T
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    np.testing.assert_allclose(yt, (x @ w.T).T, **tol)
+    # |mean| / std = 1e3 per channel (row of yt), plus non-finite rows like NumPy
+    y = (1e3 + rng.standard_normal((4, 5))).astype(dtype)
+    y[2, 0], y[3, 3] = np.inf, np.nan
+    mean, var = np.empty(4), np.empty(4)
+    lib.k_rowstats(y, mean, var)
+    with np.errstate(invalid="ignore"):
+        y64 = y.astype(np.float64)
+        np.testing.assert_allclose(mean, y64.mean(1), rtol=1e-12)
+        np.testing.assert_allclose(var[:2], y64.var(1)[:2], rtol=1e-9)
+        np.testing.assert_array_equal(var[2:], y64.var(1)[2:])  # nan, nan
+    m, s, t = (rng.standard_normal(4).astype(dtype) for _ in range(3))
+    yt[1, 2] = np.nan
+    out = np.empty((5, 4), dtype)
+    for relu in (False, True):
+        lib.k_affine_t(yt, out, m, s, t, relu)
+        want = (yt.T - m) * s + t
+        if relu:
+            want = np.where(want < 0, 0, want)  # NaN stays NaN, like torch.relu
+        np.testing.assert_allclose(out, want, **tol)
+        assert np.isnan(out[2, 1])

@@ -7,9 +7,11 @@ buffers and the BatchNorm ``training`` flags are its arguments; intermediates ar
 
 ``run_s`` is the same graph with the serial driver flavour, and the plain-Python ``small(inputs...)``
 says whether every tensor of a call is below ``PAR_MIN`` elements — then ``run`` would pick the
-serial kernel for every op anyway, so ``run_s`` computes exactly the same thing.  The executable
-calls ``run_s`` for such calls: Numba compiles a function with everything it may call, and the
-parallel variants are most of the compile time (a first call at batch 32 only compiles ``run_s``).
+serial kernel for every op anyway.  The executable calls ``run_s`` for such calls: Numba compiles a
+function with everything it may call, and the parallel variants are most of the compile time (a
+first call at batch 32 only compiles ``run_s``).  ``run_s`` computes the same ops; its Linear
+drivers run the GEMM transposed (faster in OpenBLAS for few rows), so results agree with ``run``
+to rounding, not bit for bit.
 """
 
 from __future__ import annotations
@@ -66,13 +68,17 @@ def library_source() -> str:
         ser = re.sub(r"\bprange\b", "range", src.replace(f"def {name}(", f"def {name}_s(", 1))
         out += ["", DECORATOR.format(extra=", parallel=True"), par.rstrip(), "",
                 DECORATOR.format(extra=""), ser.rstrip(), ""]
+    for name in kernels.SMALL_KERNELS:
+        out += ["", DECORATOR.format(extra=""), _template(name).rstrip(), ""]
     for name in kernels.HELPERS:
         out += ["", DECORATOR.format(extra=INLINE), _template(name).rstrip(), ""]
     for name in kernels.DRIVERS:
         out += ["", DECORATOR.format(extra=INLINE), _template(name).rstrip(), ""]
-    out += ["", "# Serial flavour of the drivers (used by run_s): every kernel call is the _s variant."]
+    out += ["", "# Serial flavour of the drivers (used by run_s): serial kernels only."]
     for name in kernels.DRIVERS:
-        out += ["", DECORATOR.format(extra=INLINE), serial_flavour(_template(name)).rstrip(), ""]
+        own = _templates().get(f"{name}_s")
+        code = own if own is not None else serial_flavour(_template(name))
+        out += ["", DECORATOR.format(extra=INLINE), code.rstrip(), ""]
     return "\n".join(out) + "\n"
 
 
@@ -309,7 +315,7 @@ def generate(graph: Graph) -> Generated:
     run_s = [DECORATOR.format(extra=""), f"def run_s({', '.join(params)}):",
              serial_flavour("\n".join(em.body) + "\n").rstrip("\n"), f"    return {ret}"]
     small = [f"def small({', '.join(em.inputs)}):",
-             '    """True when every tensor of the call is below PAR_MIN elements (run_s == run)."""',
+             '    """True when every tensor of the call is below PAR_MIN elements (then run_s)."""',
              *em.sym_lines, f"    return max(({', '.join(em.sizes)},)) < PAR_MIN"]
     source = (header + library_source() + "\n" + "\n".join(run) + "\n\n\n" + "\n".join(run_s) + "\n\n\n"
               + "\n".join(small) + "\n")
