@@ -38,7 +38,9 @@ class CompiledModule:
         self._state_paths = [(n, *n.attrs["target"].rpartition(".")[::2],
                               "_parameters" if n.op == "param" else "_buffers",
                               n.type.dtype.numpy, tuple(n.type.shape)) for n in self._state]
-        self._bn_nodes: list[Node] = [n for n in graph.nodes if n.op == "batch_norm" or bn_module(n)]
+        # BatchNorm nodes (plain or fused) with the module path whose ``training`` flag they follow.
+        self._bn_nodes: list[tuple[Node, str | None]] = [
+            (n, bn_module(n)) for n in graph.nodes if n.op == "batch_norm" or bn_module(n)]
 
     @property
     def source(self) -> str:
@@ -52,7 +54,7 @@ class CompiledModule:
     # ---------------------------------------------------------------------------------- calling
     def __call__(self, *arrays: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         inputs, bindings = self._check_inputs(arrays)
-        training = {bn_module(n): self._module(bn_module(n)).training for n in self._bn_nodes}
+        training = {path: self._module(path).training for _, path in self._bn_nodes}
         self._check_batch_stats(bindings, training)
         state = self._gather_state()
         return self.runner.run(inputs, state, training)
@@ -78,8 +80,7 @@ class CompiledModule:
 
     def _check_batch_stats(self, bindings: dict[str, int], training: dict[str | None, bool]) -> None:
         """Train-mode BatchNorm needs more than one value per channel (checked before any update)."""
-        for node in self._bn_nodes:
-            path = bn_module(node)
+        for node, path in self._bn_nodes:
             if not (training[path] or not node.attrs.get("track_running_stats", True)):
                 continue
             shape = node.type.evaluate(bindings)

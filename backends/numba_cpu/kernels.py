@@ -294,6 +294,20 @@ def update_running(rm, rv, mean, var, pre, cnt, momentum, nbt):
         rv[j] = (1.0 - f) * rv[j] + f * (var[j] * corr)
 
 
+def bn_mode_coeffs(mean, var, pre, cnt, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps,
+                   m, s, t):
+    """The BatchNorm mode logic every driver shares: with batch statistics (``mean``/``var`` of
+    ``cnt`` values per channel, already computed) update the running stats if asked and take the
+    coefficients from the batch; otherwise take them from the running stats.  ``pre`` as in
+    :func:`bn_coeffs` (empty for none)."""
+    if batch_stats:
+        if update:
+            update_running(rm, rv, mean, var, pre, cnt, momentum, nbt)
+        bn_coeffs(mean, var, gamma, beta, np.empty(0), eps, m, s, t)
+    else:
+        bn_coeffs(rm, rv, gamma, beta, pre, eps, m, s, t)
+
+
 # ----------------------------------------------------------------------------------- op drivers
 def op_linear(x, w, b, has_bias, relu, out):
     """linear / fused_linear_relu on (M, K) -> (M, N): BLAS GEMM + bias/ReLU epilogue."""
@@ -321,19 +335,16 @@ def op_bn2(x, out, pre, gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
     m = np.empty(c, out.dtype)
     s = np.empty(c, out.dtype)
     t = np.empty(c, out.dtype)
+    mean = np.empty(c)
+    var = np.empty(c)
     par = x.size >= PAR_MIN
     if batch_stats:
-        mean = np.empty(c)
-        var = np.empty(c)
         if par:
             k_stats2d_p(x, mean, var)
         else:
             k_stats2d_s(x, mean, var)
-        if update:
-            update_running(rm, rv, mean, var, pre, x.shape[0], momentum, nbt)
-        bn_coeffs(mean, var, gamma, beta, np.empty(0), eps, m, s, t)
-    else:
-        bn_coeffs(rm, rv, gamma, beta, pre, eps, m, s, t)
+    bn_mode_coeffs(mean, var, pre, x.shape[0], gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
+                   eps, m, s, t)
     if par:
         k_affine2d_p(x, out, m, s, t, bool(relu))
     else:
@@ -370,15 +381,12 @@ def op_linear_bn_s(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momen
     m = np.empty(c, out.dtype)
     s = np.empty(c, out.dtype)
     t = np.empty(c, out.dtype)
+    mean = np.empty(c)
+    var = np.empty(c)
     if batch_stats:
-        mean = np.empty(c)
-        var = np.empty(c)
         k_rowstats(yt, mean, var)
-        if update:
-            update_running(rm, rv, mean, var, b, x.shape[0], momentum, nbt)
-        bn_coeffs(mean, var, gamma, beta, np.empty(0), eps, m, s, t)
-    else:
-        bn_coeffs(rm, rv, gamma, beta, b, eps, m, s, t)
+    bn_mode_coeffs(mean, var, b, x.shape[0], gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
+                   eps, m, s, t)
     k_affine_t(yt, out, m, s, t, bool(relu))
 
 
@@ -388,19 +396,16 @@ def op_bn3(x, out, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps,
     m = np.empty(c, out.dtype)
     s = np.empty(c, out.dtype)
     t = np.empty(c, out.dtype)
+    mean = np.empty(c)
+    var = np.empty(c)
     par = x.size >= PAR_MIN
     if batch_stats:
-        mean = np.empty(c)
-        var = np.empty(c)
         if par:
             k_stats3d_p(x, mean, var)
         else:
             k_stats3d_s(x, mean, var)
-        if update:
-            update_running(rm, rv, mean, var, np.empty(0), n * ln, momentum, nbt)
-        bn_coeffs(mean, var, gamma, beta, np.empty(0), eps, m, s, t)
-    else:
-        bn_coeffs(rm, rv, gamma, beta, np.empty(0), eps, m, s, t)
+    bn_mode_coeffs(mean, var, np.empty(0), n * ln, gamma, beta, rm, rv, nbt, batch_stats, update,
+                   momentum, eps, m, s, t)
     if par:
         k_affine3d_p(x, out, m, s, t, bool(relu))
     else:
@@ -418,7 +423,7 @@ def op_relu(x, out):
 
 
 # Emission order (helpers before their users keeps the generated file readable).
-HELPERS = ("k_gemm", "k_gemm_t", "advise_huge", "bn_coeffs", "update_running")
+HELPERS = ("k_gemm", "k_gemm_t", "advise_huge", "bn_coeffs", "update_running", "bn_mode_coeffs")
 # Kernels only small calls use (serial, compiled on their own like the ``_s`` variants).
 SMALL_KERNELS = ("k_rowstats", "k_affine_t")
 # Op drivers: emitted as written (``run`` uses them) and as a serial flavour ``op_*_s`` whose every
