@@ -54,14 +54,25 @@ def _template(name: str) -> str:
     return _templates()[name]
 
 
-@functools.cache
 def library_source() -> str:
     """The kernel library every generated module starts with (imports, constants, kernels)."""
+    return _library_source(intrinsics.CBLAS)
+
+
+@functools.cache
+def _library_source(cblas: intrinsics.Cblas | None) -> str:
+    """... for NumPy's CBLAS ``cblas`` (its ABI is part of the text, hence of the cache key), or
+    with a loop GEMM when there is none."""
+    imports = "madvise" if cblas is None else "gemm_nt, madvise"
+    blas = "no CBLAS gemm in NumPy's BLAS: loop GEMM" if cblas is None else f"BLAS {cblas.tag}"
     out = ["import numpy as np", "from numba import njit, prange",
-           f"from lazyfuse.backends.numba_cpu.intrinsics import madvise  # intrinsics {intrinsics.VERSION}",
-           ""]
+           f"from lazyfuse.backends.numba_cpu.intrinsics import {imports}"
+           f"  # intrinsics {intrinsics.VERSION}; {blas}", ""]
     out += [f"{c} = {getattr(kernels, c)!r}" for c in CONSTANTS]
     out.append("")
+    if cblas is None:
+        loops = _template("gemm_nt_loops").replace("def gemm_nt_loops(", "def gemm_nt(", 1)
+        out += ["", DECORATOR.format(extra=""), loops.rstrip(), ""]
     for name in kernels.PARALLEL:
         src = _template(name)
         par = src.replace(f"def {name}(", f"def {name}_p(", 1)
@@ -128,7 +139,7 @@ def _ident(text: str, prefix: str, taken: set[str]) -> str:
 class _Emitter:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.taken: set[str] = {"run", "run_s", "small", "np", "njit", "prange", "madvise"}
+        self.taken: set[str] = {"run", "run_s", "small", "np", "njit", "prange", "madvise", "gemm_nt"}
         self.var: dict[Node, str] = {}
         self.syms: dict[str, str] = {}
         self.params: list[str] = []

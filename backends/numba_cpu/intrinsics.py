@@ -1,24 +1,98 @@
 """Low-level helpers the generated modules import (Numba intrinsics; not copied as source).
 
-:func:`madvise` calls libc ``madvise(addr, length, advice)`` from nopython code.  The symbol is
-resolved when the machine code is loaded (also from Numba's disk cache), so no address is baked
-into cached code.  Off Linux it is a no-op returning 0 (``MADV_HUGEPAGE`` is Linux-only).
+:func:`madvise` calls libc ``madvise(addr, length, advice)`` from nopython code.  Off Linux it is a
+no-op returning 0 (``MADV_HUGEPAGE`` is Linux-only).
+
+:func:`gemm_nt` calls ``cblas_?gemm`` of **NumPy's own BLAS** (found through NumPy's extension
+module, see :func:`find_numpy_cblas`).  Numba's ``np.dot`` would bind SciPy's BLAS instead: a second
+OpenBLAS with its own thread pool, and importing ``scipy.linalg`` (~0.13 s of every process start).
+One BLAS means ``np.matmul`` and lazyfuse share one pool, and SciPy is not needed at all.
+
+Both call their C function by symbol name, resolved when the machine code is linked (also when
+Numba loads it from its disk cache), so no address is baked into cached code: the BLAS symbols are
+registered with LLVM under stable ``lazyfuse_cblas_?gemm`` names when this module is imported.
 """
 
 from __future__ import annotations
 
+import ctypes
 import sys
+from dataclasses import dataclass
 
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 # Part of the generated source (``# intrinsics <VERSION>``): bump it when a helper here changes, so
 # the content-hashed module, and Numba's cache of it, are not reused with stale machine code.
-VERSION = "1"
+VERSION = "2"
 
 _LINUX = sys.platform.startswith("linux")
+
+# cblas enums (``enum CBLAS_ORDER`` / ``CBLAS_TRANSPOSE``, C ints in every ABI).
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+# Exported names of ``cblas_sgemm`` in the BLAS builds NumPy ships or links, and their integer width:
+# NumPy >= 2 wheels (scipy-openblas64), NumPy 1.x wheels (openblas64_), scipy-openblas32, plain CBLAS
+# (conda's OpenBLAS/MKL, Accelerate).  ``{t}`` is ``s`` or ``d``.
+_CANDIDATES = (("scipy_cblas_{t}gemm64_", 64), ("cblas_{t}gemm64_", 64),
+               ("scipy_cblas_{t}gemm", 32), ("cblas_{t}gemm", 32))
+
+
+@dataclass(frozen=True)
+class Cblas:
+    """The gemm functions found: exported names and the width of their integer arguments."""
+
+    sgemm: str
+    dgemm: str
+    int_bits: int
+
+    @property
+    def tag(self) -> str:
+        """Goes into the generated source, so a module (and its cache) is per BLAS ABI."""
+        return f"{self.sgemm}/{self.dgemm}/ilp{self.int_bits}"
+
+
+def _numpy_extension() -> str:
+    try:
+        from numpy._core import _multiarray_umath as ext  # NumPy >= 2
+    except ImportError:  # pragma: no cover - NumPy 1.x
+        from numpy.core import _multiarray_umath as ext
+    return ext.__file__
+
+
+def find_numpy_cblas() -> Cblas | None:
+    """The ``cblas_sgemm``/``cblas_dgemm`` that NumPy itself calls, registered with LLVM as
+    ``lazyfuse_cblas_sgemm``/``_dgemm``; None when NumPy's BLAS exports no CBLAS gemm we know.
+
+    ``dlsym`` on the handle of NumPy's extension module searches the libraries it links, so this
+    finds the bundled OpenBLAS whatever its file is called."""
+    handles = []
+    for path in (_numpy_extension(), None):  # None: the whole process
+        try:
+            handles.append(ctypes.CDLL(path))
+        except OSError:  # pragma: no cover - platform without dlopen of the extension
+            continue
+    for pattern, bits in _CANDIDATES:
+        found = {}
+        for t in "sd":
+            name = pattern.format(t=t)
+            for h in handles:
+                try:
+                    found[t] = (name, ctypes.cast(getattr(h, name), ctypes.c_void_p).value)
+                    break
+                except AttributeError:
+                    continue
+        if len(found) == 2:
+            for t, (_, addr) in found.items():
+                llvm.add_symbol(f"lazyfuse_cblas_{t}gemm", addr)
+            return Cblas(found["s"][0], found["d"][0], bits)
+    return None
+
+
+CBLAS = find_numpy_cblas()
 
 
 @intrinsic
@@ -32,5 +106,40 @@ def madvise(typingctx, addr, length, advice):
         fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(64), ir.IntType(64), ir.IntType(32)])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "madvise")
         return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@intrinsic
+def gemm_nt(typingctx, a, b, out):
+    """``out = a @ b.T`` by NumPy's ``cblas_?gemm``: ``a`` (M, K), ``b`` (N, K), ``out`` (M, N), all
+    C-contiguous float32 or all float64.  The caller guarantees M, N, K > 0 (BLAS wants leading
+    dimensions >= 1)."""
+    arrays = (a, b, out)
+    if CBLAS is None:
+        raise TypingError("gemm_nt: NumPy's BLAS exports no CBLAS gemm (lazyfuse generates a loop GEMM then)")
+    if not all(isinstance(t, types.Array) and t.ndim == 2 and t.layout == "C" for t in arrays):
+        raise TypingError(f"gemm_nt: expected three 2-D C-contiguous arrays, got {arrays}")
+    if a.dtype not in (types.float32, types.float64) or b.dtype != a.dtype or out.dtype != a.dtype:
+        raise TypingError(f"gemm_nt: expected one dtype, float32 or float64, got {arrays}")
+    single = a.dtype == types.float32
+    sig = types.void(a, b, out)
+
+    def codegen(context, builder, signature, args):
+        fp = ir.FloatType() if single else ir.DoubleType()
+        it = ir.IntType(CBLAS.int_bits)
+        i32 = ir.IntType(32)
+        ra, rb, rc = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args, args))
+        m, k = cgutils.unpack_tuple(builder, ra.shape, 2)
+        n = cgutils.unpack_tuple(builder, rb.shape, 2)[0]
+        m, n, k = (builder.trunc(v, it) if it.width < v.type.width else v for v in (m, n, k))
+        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, it, it, it, fp, fp.as_pointer(), it,
+                                               fp.as_pointer(), it, fp, fp.as_pointer(), it])
+        fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                            "lazyfuse_cblas_sgemm" if single else "lazyfuse_cblas_dgemm")
+        one, zero = ir.Constant(fp, 1.0), ir.Constant(fp, 0.0)
+        builder.call(fn, [ir.Constant(i32, _ROW_MAJOR), ir.Constant(i32, _NO_TRANS), ir.Constant(i32, _TRANS),
+                          m, n, k, one, ra.data, k, rb.data, k, zero, rc.data, n])
+        return context.get_dummy_value()
 
     return sig, codegen

@@ -1,4 +1,4 @@
-# ruff: noqa: F821  (drivers call the generated ``*_p`` / ``*_s`` variants and ``madvise`` by name)
+# ruff: noqa: F821  (drivers call the generated ``*_p`` / ``*_s`` variants, ``madvise`` and ``gemm_nt`` by name)
 """Kernel templates for the ``cpu`` backend.
 
 These are plain Python functions; :mod:`.codegen` copies their *source* into each generated module
@@ -45,7 +45,14 @@ PARALLEL = ("k_stats2d", "k_affine2d", "k_relu", "k_stats3d", "k_affine3d")
 # ---------------------------------------------------------------------------------------- kernels
 def k_gemm(x, w, out):
     """out = x @ w.T through BLAS (``x`` (M, K), ``w`` (N, K), ``out`` (M, N) preallocated)."""
-    np.dot(x, w.T, out)
+    if out.size == 0:
+        return
+    if x.shape[1] == 0:  # an empty sum; BLAS wants K >= 1
+        of = out.reshape(out.size)
+        for i in range(of.size):
+            of[i] = 0.0
+        return
+    gemm_nt(x, w, out)
 
 
 def k_stats2d(x, mean, var):
@@ -204,12 +211,27 @@ def k_affine3d(x, out, m, s, t, relu):
                 dst[q] = (src[q] - mc) * sc + tc
 
 
+def gemm_nt_loops(a, b, out):
+    """out = a @ b.T in plain loops (float64 sums): the GEMM when NumPy's BLAS exports no CBLAS gemm
+    (emitted as ``gemm_nt``; correct but far slower than BLAS)."""
+    m, k = a.shape
+    n = b.shape[0]
+    for i in range(m):
+        ar = a[i]
+        for j in range(n):
+            br = b[j]
+            acc = 0.0
+            for q in range(k):
+                acc += ar[q] * br[q]
+            out[i, j] = acc
+
+
 # ------------------------------------------------------------- small calls (serial flavour only)
 def k_gemm_t(x, w, out_t):
     """out_t = w @ x.T through BLAS: the (N, M) transpose of x @ w.T.  For few rows of ``x``
     OpenBLAS runs this orientation faster (measured 32x784x256: 94 vs 134 us, 32x256x128: 21 vs
     42 us); the epilogue then reads it transposed."""
-    np.dot(w, x.T, out_t)
+    k_gemm(w, x, out_t)
 
 
 def k_rowstats(y, mean, var):

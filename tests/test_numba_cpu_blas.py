@@ -1,0 +1,97 @@
+"""The cpu backend's GEMM: NumPy's own CBLAS through ``gemm_nt``, and the loop GEMM used when NumPy's
+BLAS exports none."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba.core.errors import TypingError
+
+import lazyfuse as lf
+from lazyfuse import nn
+from lazyfuse.backends.numba_cpu import cache, codegen, intrinsics
+
+SHAPES = [(1, 1, 1), (7, 5, 1), (33, 70, 17), (2, 3, 0), (0, 4, 3), (4, 0, 3)]  # (M, N, K)
+
+
+def _check_gemm(lib, dtype) -> None:
+    rng = np.random.default_rng(0)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    for m, n, k in SHAPES:
+        x = rng.standard_normal((m, k)).astype(dtype)
+        w = rng.standard_normal((n, k)).astype(dtype)
+        out = np.full((m, n), 7.0, dtype)  # K = 0 must give zeros, not the old contents
+        lib.k_gemm(x, w, out)
+        np.testing.assert_allclose(out, x @ w.T, **tol, err_msg=f"M,N,K={m, n, k}")
+        out_t = np.full((n, m), 7.0, dtype)
+        lib.k_gemm_t(x, w, out_t)
+        np.testing.assert_allclose(out_t, (x @ w.T).T, **tol, err_msg=f"M,N,K={m, n, k}")
+    x = np.ones((3, 4), dtype)
+    x[1, 2] = np.nan
+    out = np.empty((3, 2), dtype)
+    lib.k_gemm(x, np.ones((2, 4), dtype), out)
+    assert np.isnan(out[1]).all() and np.isfinite(out[[0, 2]]).all()
+
+
+@pytest.fixture(scope="module")
+def lib():
+    return cache.load_module(codegen.library_source())[0]
+
+
+def test_numpy_cblas_is_found_and_named_in_the_source():
+    if intrinsics.CBLAS is None:
+        pytest.skip("this NumPy's BLAS exports no CBLAS gemm (the loop-GEMM tests below cover it)")
+    assert intrinsics.CBLAS.int_bits in (32, 64)
+    assert f"BLAS {intrinsics.CBLAS.tag}" in codegen.library_source()
+    assert "def gemm_nt(" not in codegen.library_source()  # the intrinsic, not a loop
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_matches_numpy(lib, dtype):
+    _check_gemm(lib, dtype)
+
+
+def test_gemm_rejects_strided_and_mixed_arrays(lib):
+    x = np.ones((4, 3), np.float32)
+    with pytest.raises(TypingError):
+        lib.k_gemm(x.T.copy().T, np.ones((2, 3), np.float32), np.empty((4, 2), np.float32))  # F order
+    with pytest.raises(TypingError):
+        lib.k_gemm(x, np.ones((2, 3), np.float64), np.empty((4, 2), np.float32))
+
+
+@pytest.fixture(scope="module")
+def no_cblas():
+    """Code generation as on a NumPy whose BLAS exports no CBLAS gemm."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(intrinsics, "CBLAS", None)
+    yield
+    mp.undo()
+
+
+def test_loop_gemm_without_cblas(no_cblas):
+    src = codegen.library_source()
+    assert "loop GEMM" in src and "def gemm_nt(" in src and "import madvise " in src
+    lib = cache.load_module(src)[0]
+    for dtype in (np.float32, np.float64):
+        _check_gemm(lib, dtype)
+
+
+def test_model_without_cblas_matches_reference(no_cblas):
+    lf.manual_seed(3)
+    model = nn.Sequential(nn.Linear(6, 5), nn.LazyBatchNorm1d(), nn.ReLU(), nn.LazyLinear(3))
+    twin = nn.Sequential(nn.Linear(6, 5), nn.LazyBatchNorm1d(), nn.ReLU(), nn.LazyLinear(3))
+    spec = lf.TensorSpec(("N", 6))
+    cm = lf.compile(model, spec, backend="cpu")
+    assert "loop GEMM" in cm.source
+    ref = lf.compile(twin, spec, backend="reference")
+    twin.load_state_dict(model.state_dict())
+    rng = np.random.default_rng(1)
+    for step in range(3):
+        x = rng.standard_normal((8, 6)).astype(np.float32)
+        np.testing.assert_allclose(cm(x), ref(x), rtol=1e-5, atol=1e-5, err_msg=f"train step {step}")
+    for name, value in model.state_dict().items():
+        np.testing.assert_allclose(value, twin.state_dict()[name], rtol=1e-6, atol=1e-6, err_msg=name)
+    model.eval()
+    twin.eval()
+    x = rng.standard_normal((1, 6)).astype(np.float32)
+    np.testing.assert_allclose(cm(x), ref(x), rtol=1e-5, atol=1e-5)
