@@ -33,11 +33,14 @@ class CompiledModule:
         self.specs = tuple(specs)
         self._inputs: list[Node] = graph.inputs
         self._state: list[Node] = graph.params()
-        # Per param/buffer, worked out once (calls stay cheap at small batch): node, owner module
-        # path, attribute name, member dict, and the dtype and shape it was compiled for.
-        self._state_paths = [(n, *n.attrs["target"].rpartition(".")[::2],
-                              "_parameters" if n.op == "param" else "_buffers",
-                              n.type.dtype.numpy, tuple(n.type.shape)) for n in self._state]
+        # Per owner module path, its params/buffers, worked out once (calls stay cheap at small
+        # batch): node, attribute name, member dict, and the dtype and shape it was compiled for.
+        self._state_groups: dict[str, list[tuple[Node, str, str, np.dtype, tuple]]] = {}
+        for n in self._state:
+            path, _, name = n.attrs["target"].rpartition(".")
+            self._state_groups.setdefault(path, []).append(
+                (n, name, "_parameters" if n.op == "param" else "_buffers", n.type.dtype.numpy,
+                 tuple(n.type.shape)))
         # BatchNorm nodes (plain or fused) with the module path whose ``training`` flag they follow.
         self._bn_nodes: list[tuple[Node, str | None]] = [
             (n, bn_module(n)) for n in graph.nodes if n.op == "batch_norm" or bn_module(n)]
@@ -92,25 +95,28 @@ class CompiledModule:
 
     def _gather_state(self) -> dict[str, np.ndarray]:
         state = {}
-        owners: dict[str, Any] = {}  # one submodule walk per owner per call
-        for node, path, name, members, dtype, shape in self._state_paths:
-            target = node.attrs["target"]
-            owner = owners.get(path)
-            if owner is None:
-                owner = owners[path] = self.model.get_submodule(path)
-            value = getattr(owner, members).get(name)
-            if value is None and name not in getattr(owner, members):
-                kind = "parameter" if node.op == "param" else "buffer"
-                raise AttributeError(f"{type(owner).__name__} has no {kind} '{name}' (target '{target}')")
-            if value is None or nn.is_uninitialized(value):
-                raise UninitializedParameterError(f"compiled {self.graph.name}: {node.op} '{target}' "
-                                                  "is uninitialized in the model")
-            arr = np.asarray(value)
-            if arr.dtype != dtype:
-                raise DTypeError(f"compiled {self.graph.name}: {node.op} '{target}' is now {arr.dtype}, "
-                                 f"compiled for {node.type}; compile the model again")
-            if arr.shape != shape:
-                raise ShapeError(f"compiled {self.graph.name}: {node.op} '{target}' now has shape "
-                                 f"{tuple(arr.shape)}, compiled for {node.type}; compile the model again")
-            state[target] = arr
+        for path, entries in self._state_groups.items():
+            owner = self.model.get_submodule(path)  # one submodule walk per owner per call
+            for node, name, members, dtype, shape in entries:
+                value = getattr(owner, members).get(name)
+                arr = None if value is None or nn.is_uninitialized(value) else np.asarray(value)
+                if arr is None or arr.dtype != dtype or arr.shape != shape:
+                    self._state_error(owner, node, name, members, value)
+                state[node.attrs["target"]] = arr
         return state
+
+    def _state_error(self, owner: Any, node: Node, name: str, members: str, value: Any) -> None:
+        """Raise the error for a param/buffer that is missing, uninitialized or no longer matches."""
+        target = node.attrs["target"]
+        if value is None and name not in getattr(owner, members):
+            kind = "parameter" if node.op == "param" else "buffer"
+            raise AttributeError(f"{type(owner).__name__} has no {kind} '{name}' (target '{target}')")
+        if value is None or nn.is_uninitialized(value):
+            raise UninitializedParameterError(f"compiled {self.graph.name}: {node.op} '{target}' "
+                                              "is uninitialized in the model")
+        arr = np.asarray(value)
+        if arr.dtype != node.type.dtype.numpy:
+            raise DTypeError(f"compiled {self.graph.name}: {node.op} '{target}' is now {arr.dtype}, "
+                             f"compiled for {node.type}; compile the model again")
+        raise ShapeError(f"compiled {self.graph.name}: {node.op} '{target}' now has shape "
+                         f"{tuple(arr.shape)}, compiled for {node.type}; compile the model again")

@@ -14,7 +14,7 @@ import lazyfuse as lf
 from lazyfuse import nn
 from lazyfuse.backends import BACKENDS, available_backends, get_backend, register_backend
 from lazyfuse.backends.reference import ReferenceExecutable
-from lazyfuse.errors import CompileError, DTypeError, InferenceError, ShapeError
+from lazyfuse.errors import CompileError, DTypeError, InferenceError, ShapeError, UninitializedParameterError
 
 
 def test_unknown_backend_lists_available_ones():
@@ -134,6 +134,23 @@ def test_params_changed_after_compile_give_a_clear_error():
     model.double()
     with pytest.raises(DTypeError, match="'0.weight' is now float64, compiled for f32\\[2,3\\]; compile"):
         cm(np.ones((2, 3), np.float32))
+
+
+def test_params_replaced_or_removed_after_compile_give_clear_errors():
+    model = nn.Sequential(nn.Linear(3, 2))
+    cm = lf.compile(model, ("N", 3), backend="reference")
+    x = np.ones((2, 3), np.float32)
+    model[0].weight = nn.Parameter(np.ones((5, 3), np.float32))
+    with pytest.raises(ShapeError, match="'0.weight' now has shape \\(5, 3\\), compiled for f32\\[2,3\\]"):
+        cm(x)
+    model[0].weight = nn.Parameter(np.ones((2, 3), np.float32))
+    np.testing.assert_allclose(cm(x), model(x))
+    model[0]._parameters["weight"] = nn.UninitializedParameter()
+    with pytest.raises(UninitializedParameterError, match="param '0.weight' is uninitialized in the model"):
+        cm(x)
+    del model[0]._parameters["weight"]
+    with pytest.raises(AttributeError, match="Linear has no parameter 'weight' \\(target '0.weight'\\)"):
+        cm(x)
 
 
 def test_plain_shape_tuple_spec():

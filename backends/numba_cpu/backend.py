@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ class NumbaCPUExecutable:
         self._args = gen.args
         self._inputs = [i for i, (kind, _) in enumerate(gen.args) if kind == "input"]
         self._small = self.module.small
+        self._serial = self.module.run_s
         # Train-mode calls update running stats in place: one at a time per compiled graph.
         self._state_lock = threading.Lock()
         self._first_call_lock = threading.Lock()
@@ -62,10 +64,12 @@ class NumbaCPUExecutable:
         return self._call(fn, args, mutates)
 
     def _call(self, fn, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
+        # run_s starts no parallel region, so it needs no guard against the workqueue layer.
+        guard = contextlib.nullcontext() if fn is self._serial else threads.call_guard()
         if mutates:
-            with self._state_lock, threads.call_guard():
+            with self._state_lock, guard:
                 return fn(*args)
-        with threads.call_guard():
+        with guard:
             return fn(*args)
 
     def _first_call(self, name: str, fn, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
