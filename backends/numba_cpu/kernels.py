@@ -52,7 +52,9 @@ def k_gemm(x, w, out):
         for i in range(of.size):
             of[i] = 0.0
         return
-    gemm_nt(x, w, out)
+    # No copy for the usual C-contiguous operands; a strided parameter (say a transposed view
+    # assigned as a weight) is copied, since the CBLAS call reads rows with unit stride.
+    gemm_nt(np.ascontiguousarray(x), np.ascontiguousarray(w), out)
 
 
 def k_stats2d(x, mean, var):
@@ -227,13 +229,6 @@ def gemm_nt_loops(a, b, out):
 
 
 # ------------------------------------------------------------- small calls (serial flavour only)
-def k_gemm_t(x, w, out_t):
-    """out_t = w @ x.T through BLAS: the (N, M) transpose of x @ w.T.  For few rows of ``x``
-    OpenBLAS runs this orientation faster (measured 32x784x256: 94 vs 134 us, 32x256x128: 21 vs
-    42 us); the epilogue then reads it transposed."""
-    k_gemm(w, x, out_t)
-
-
 def k_rowstats(y, mean, var):
     """Mean and biased variance of each row of ``y`` (C, M) — a channel of a transposed GEMM
     output — into float64 ``mean``, ``var``: shifted sums in float64 (small inputs only)."""
@@ -291,23 +286,11 @@ def advise_huge(a):
 
 
 # ------------------------------------------------------------------------------ per-channel helpers
-def bn_coeffs(mean, var, gamma, beta, pre, eps, m, s, t):
-    """Epilogue coefficients from statistics: m = mean - pre, s = gamma / sqrt(var + eps), t = beta,
-    computed in float64 (``mean``/``var`` may be running stats in the data dtype).
-
-    ``pre`` is a bias the data does not contain yet (the Linear bias skipped by the fused GEMM), or
-    an empty array for none."""
-    for j in range(m.shape[0]):
-        m[j] = mean[j] - pre[j] if pre.size else mean[j] + 0.0
-        s[j] = gamma[j] / np.sqrt(var[j] + eps)
-        t[j] = beta[j]
-
-
 def update_running(rm, rv, mean, var, pre, cnt, momentum, nbt):
     """num_batches_tracked += 1 and the running-stat update (unbiased var) in place.
 
     ``momentum < 0`` stands for ``momentum=None``: the factor is ``1 / num_batches_tracked``.
-    ``pre`` as in :func:`bn_coeffs` (added to the batch mean; empty for none)."""
+    ``pre`` as in :func:`bn_mode_coeffs` (added to the batch mean; empty for none)."""
     nbt[()] += 1
     f = 1.0 / nbt[()] if momentum < 0.0 else momentum
     corr = cnt / (cnt - 1.0)
@@ -318,16 +301,26 @@ def update_running(rm, rv, mean, var, pre, cnt, momentum, nbt):
 
 def bn_mode_coeffs(mean, var, pre, cnt, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps,
                    m, s, t):
-    """The BatchNorm mode logic every driver shares: with batch statistics (``mean``/``var`` of
-    ``cnt`` values per channel, already computed) update the running stats if asked and take the
-    coefficients from the batch; otherwise take them from the running stats.  ``pre`` as in
-    :func:`bn_coeffs` (empty for none)."""
+    """The BatchNorm mode logic every driver shares, ending in the epilogue coefficients
+    m = mean, s = gamma / sqrt(var + eps), t = beta (computed in float64).
+
+    With batch statistics (float64 ``mean``/``var`` of ``cnt`` values per channel, already computed)
+    the running stats are updated if asked; otherwise ``mean``/``var`` are overwritten with the
+    running stats.  ``pre`` is a bias the data does not contain yet (the Linear bias skipped by the
+    fused GEMM), or an empty array for none: eval folds it into m, the update adds it to the batch
+    mean.  (One coefficient loop rather than a helper per mode: every inlined call site costs
+    Numba compile time.)"""
     if batch_stats:
         if update:
             update_running(rm, rv, mean, var, pre, cnt, momentum, nbt)
-        bn_coeffs(mean, var, gamma, beta, np.empty(0), eps, m, s, t)
     else:
-        bn_coeffs(rm, rv, gamma, beta, pre, eps, m, s, t)
+        for j in range(m.shape[0]):
+            mean[j] = rm[j] - pre[j] if pre.size else rm[j] + 0.0
+            var[j] = rv[j]
+    for j in range(m.shape[0]):
+        m[j] = mean[j]
+        s[j] = gamma[j] / np.sqrt(var[j] + eps)
+        t[j] = beta[j]
 
 
 # ----------------------------------------------------------------------------------- op drivers
@@ -381,11 +374,13 @@ def op_linear_bn(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentu
 
 
 def op_linear_s(x, w, b, has_bias, relu, out):
-    """Serial flavour of :func:`op_linear`: GEMM as ``w @ x.T`` into scratch, then a transposing
-    bias (+ ReLU) epilogue (m = 0, s = 1, t = b; ``b`` is zeros when the Linear has no bias)."""
+    """Serial flavour of :func:`op_linear`: GEMM as ``w @ x.T`` into scratch (for few rows of ``x``
+    OpenBLAS runs that orientation faster, measured 32x784x256: 94 vs 134 us, 32x256x128: 21 vs
+    42 us), then a transposing bias (+ ReLU) epilogue (m = 0, s = 1, t = b; ``b`` is zeros when the
+    Linear has no bias)."""
     c = out.shape[1]
     yt = np.empty((c, x.shape[0]), out.dtype)
-    k_gemm_t(x, w, yt)
+    k_gemm(w, x, yt)  # (x @ w.T).T
     m = np.empty(c, out.dtype)
     s = np.empty(c, out.dtype)
     for j in range(c):
@@ -399,7 +394,7 @@ def op_linear_bn_s(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momen
     contiguous row for the statistics, and the epilogue writes ``out`` transposed back."""
     c = out.shape[1]
     yt = np.empty((c, x.shape[0]), out.dtype)
-    k_gemm_t(x, w, yt)
+    k_gemm(w, x, yt)  # (x @ w.T).T, as in op_linear_s
     m = np.empty(c, out.dtype)
     s = np.empty(c, out.dtype)
     t = np.empty(c, out.dtype)
@@ -445,7 +440,7 @@ def op_relu(x, out):
 
 
 # Emission order (helpers before their users keeps the generated file readable).
-HELPERS = ("k_gemm", "k_gemm_t", "advise_huge", "bn_coeffs", "update_running", "bn_mode_coeffs")
+HELPERS = ("k_gemm", "advise_huge", "update_running", "bn_mode_coeffs")
 # Kernels only small calls use (serial, compiled on their own like the ``_s`` variants).
 SMALL_KERNELS = ("k_rowstats", "k_affine_t")
 # Op drivers: emitted as written (``run`` uses them) and as a serial flavour ``op_*_s`` whose every

@@ -1,7 +1,7 @@
 """Thread pools of the ``cpu`` backend, and concurrent calls.
 
-A compiled call runs two pools back to back: OpenBLAS's (the GEMM, via SciPy's BLAS that Numba's
-``np.dot`` binds) and Numba's (the ``prange`` epilogues and statistics).  With Numba's default
+A compiled call runs two pools back to back: the BLAS's (the GEMM, through NumPy's own BLAS, see
+:mod:`.intrinsics`) and Numba's (the ``prange`` epilogues and statistics).  With Numba's default
 ``omp`` layer (GNU OpenMP) its workers spin after each parallel region while OpenBLAS's workers
 spin after each GEMM; on a 2-core machine the spinners steal the cores the other pool needs
 (measured on the 2-core Zen 5 box: fused Linear+BN+ReLU train 1.42x plain GEMM time, eval 1.23x;
@@ -18,9 +18,10 @@ changes a global thread setting itself):
   but it is read by every OpenMP runtime in the process, including PyTorch's, whose small-op
   latency can grow; prefer it only when PyTorch is not in the same process.
 
-Between calls: OpenBLAS workers spin ~0.1 s after a GEMM, and NumPy and Numba use two different
-OpenBLAS copies, so code that alternates big ``np.matmul`` and lazyfuse calls runs each against the
-other's spinners; ``OPENBLAS_THREAD_TIMEOUT=4`` removes that at some small-GEMM latency cost.
+Between calls: lazyfuse and ``np.matmul`` share NumPy's OpenBLAS and its one pool, so alternating
+them costs no more than the sum (an earlier version bound SciPy's second OpenBLAS through Numba's
+``np.dot``, and each then ran against the other's spinning workers: ~1.9x).  PyTorch's OpenMP pool
+is separate and has the same kind of spin tail after its ops.
 
 Thread counts are left alone (all cores for both pools).  Concurrency: every call allocates its
 own intermediates (no shared scratch); train-mode calls of one compiled graph are serialized by
