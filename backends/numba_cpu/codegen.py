@@ -21,6 +21,7 @@ import functools
 import inspect
 import keyword
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numba
@@ -71,6 +72,9 @@ def _library_source(cblas: intrinsics.Cblas | None) -> str:
     out += [f"{c} = {getattr(kernels, c)!r}" for c in CONSTANTS]
     out.append("")
     if cblas is None:
+        warnings.warn("lazyfuse cpu backend: NumPy's BLAS exports no CBLAS gemm that lazyfuse knows; "
+                      "Linear layers run a loop GEMM, correct but far slower than BLAS", RuntimeWarning,
+                      stacklevel=2)
         loops = _template("gemm_nt_loops").replace("def gemm_nt_loops(", "def gemm_nt(", 1)
         out += ["", DECORATOR.format(extra=""), loops.rstrip(), ""]
     for name in kernels.PARALLEL:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import ctypes
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
@@ -55,25 +57,28 @@ class Cblas:
         return f"{self.sgemm}/{self.dgemm}/ilp{self.int_bits}"
 
 
-def _numpy_extension() -> str:
+def _numpy_libraries() -> list[str | None]:
+    """Where NumPy's BLAS symbols may be: its extension module (``dlsym`` on that handle searches
+    the libraries it links, whatever the bundled OpenBLAS file is called), the bundled libraries
+    themselves (Windows looks up a symbol in one DLL only), and the whole process (None)."""
     try:
         from numpy._core import _multiarray_umath as ext  # NumPy >= 2
     except ImportError:  # pragma: no cover - NumPy 1.x
         from numpy.core import _multiarray_umath as ext
-    return ext.__file__
+    root = Path(np.__file__).parent
+    bundled = [str(p) for d in (root.parent / "numpy.libs", root / ".libs", root / ".dylibs")
+               if d.is_dir() for p in sorted(d.iterdir()) if "blas" in p.name.lower()]
+    return [ext.__file__, *bundled, None]
 
 
 def find_numpy_cblas() -> Cblas | None:
     """The ``cblas_sgemm``/``cblas_dgemm`` that NumPy itself calls, registered with LLVM as
-    ``lazyfuse_cblas_sgemm``/``_dgemm``; None when NumPy's BLAS exports no CBLAS gemm we know.
-
-    ``dlsym`` on the handle of NumPy's extension module searches the libraries it links, so this
-    finds the bundled OpenBLAS whatever its file is called."""
+    ``lazyfuse_cblas_sgemm``/``_dgemm``; None when NumPy's BLAS exports no CBLAS gemm we know."""
     handles = []
-    for path in (_numpy_extension(), None):  # None: the whole process
+    for path in _numpy_libraries():
         try:
             handles.append(ctypes.CDLL(path))
-        except OSError:  # pragma: no cover - platform without dlopen of the extension
+        except (OSError, TypeError):  # pragma: no cover - not loadable here (TypeError: None on Windows)
             continue
     for pattern, bits in _CANDIDATES:
         found = {}
