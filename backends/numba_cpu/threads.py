@@ -4,14 +4,14 @@ A compiled call runs two pools back to back: the BLAS's (the GEMM, through NumPy
 :mod:`.intrinsics`) and Numba's (the ``prange`` epilogues and statistics).  With Numba's default
 ``omp`` layer (GNU OpenMP) its workers spin after each parallel region while OpenBLAS's workers
 spin after each GEMM; on a 2-core machine the spinners steal the cores the other pool needs
-(measured on the 2-core Zen 5 box: fused Linear+BN+ReLU train 1.42x plain GEMM time, eval 1.23x;
+(measured on the 2-core Zen 4 box: fused Linear+BN+ReLU train 1.39-1.42x plain GEMM time, eval 1.23x;
 see bench/RESULTS.md).
 
 Recommended configuration (opt-in, set by the user before Numba starts a pool; lazyfuse never
 changes a global thread setting itself):
 
 - ``NUMBA_THREADING_LAYER=workqueue``: Numba's own pool, whose workers sleep instead of spinning.
-  Measured train 1.03x / eval 1.03x plain GEMM.  It does not touch PyTorch's or OpenBLAS's pools,
+  Measured train 1.02-1.05x / eval 1.01-1.05x plain GEMM.  It does not touch PyTorch's or OpenBLAS's pools,
   so it is the least surprising choice for programs that also use PyTorch.  ``workqueue`` is not
   thread-safe, so calls are serialized by :func:`call_guard` on that layer.
 - or ``OMP_WAIT_POLICY=PASSIVE``: also makes GNU OpenMP stop spinning,
