@@ -72,14 +72,11 @@ def test_model_with_a_transposed_weight_view():
     np.testing.assert_allclose(cm(x), model(x), rtol=1e-5, atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def no_cblas():
+@pytest.fixture
+def no_cblas(monkeypatch):
     """Code generation as on a NumPy whose BLAS exports no CBLAS gemm."""
-    mp = pytest.MonkeyPatch()
-    mp.setattr(intrinsics, "CBLAS", None)
+    monkeypatch.setattr(intrinsics, "CBLAS", None)
     codegen._library_source.cache_clear()  # its one warning per process is checked below
-    yield
-    mp.undo()
 
 
 def test_loop_gemm_without_cblas(no_cblas):
@@ -91,6 +88,7 @@ def test_loop_gemm_without_cblas(no_cblas):
         _check_gemm(lib, dtype)
 
 
+@pytest.mark.filterwarnings("ignore:lazyfuse cpu backend. NumPy's BLAS exports no CBLAS gemm")
 def test_model_without_cblas_matches_reference(no_cblas):
     lf.manual_seed(3)
     model = nn.Sequential(nn.Linear(6, 5), nn.LazyBatchNorm1d(), nn.ReLU(), nn.LazyLinear(3))
@@ -110,3 +108,17 @@ def test_model_without_cblas_matches_reference(no_cblas):
     twin.eval()
     x = rng.standard_normal((1, 6)).astype(np.float32)
     np.testing.assert_allclose(cm(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_lp64_cblas_guards_dimensions_beyond_int32(monkeypatch):
+    """With a 32-bit-int CBLAS a dimension >= 2**31 raises instead of being truncated (checked
+    before any BLAS call, so the made-up ABI below is never called)."""
+    if intrinsics.CBLAS is None:
+        pytest.skip("no CBLAS: the loop GEMM has no integer limit")
+    monkeypatch.setattr(intrinsics, "CBLAS", intrinsics.Cblas("lp64_sgemm", "lp64_dgemm", 32))
+    src = codegen.library_source()
+    assert f"BLAS_INT_MAX = {2**31 - 1}" in src
+    lib = cache.load_module(src)[0]
+    rows = np.lib.stride_tricks.as_strided(np.zeros(3, np.float32), shape=(2**31, 3), strides=(0, 4))
+    with pytest.raises(ValueError, match="exceeds the BLAS integer range"):
+        lib.k_gemm(rows, np.ones((2, 3), np.float32), np.empty((1, 2), np.float32))

@@ -70,7 +70,7 @@ def _library_source(cblas: intrinsics.Cblas | None) -> str:
            f"from lazyfuse.backends.numba_cpu.intrinsics import {imports}"
            f"  # intrinsics {intrinsics.VERSION}; {blas}", ""]
     out += [f"{c} = {getattr(kernels, c)!r}" for c in CONSTANTS]
-    out.append("")
+    out += [f"BLAS_INT_MAX = {2 ** ((cblas.int_bits if cblas else 64) - 1) - 1}", ""]
     if cblas is None:
         warnings.warn("lazyfuse cpu backend: NumPy's BLAS exports no CBLAS gemm that lazyfuse knows; "
                       "Linear layers run a loop GEMM, correct but far slower than BLAS", RuntimeWarning,

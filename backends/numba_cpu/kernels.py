@@ -1,4 +1,4 @@
-# ruff: noqa: F821  (drivers call the generated ``*_p`` / ``*_s`` variants, ``madvise`` and ``gemm_nt`` by name)
+# ruff: noqa: F821  (generated names: ``*_p`` / ``*_s`` variants, ``madvise``, ``gemm_nt``, ``BLAS_INT_MAX``)
 """Kernel templates for the ``cpu`` backend.
 
 These are plain Python functions; :mod:`.codegen` copies their *source* into each generated module
@@ -47,6 +47,8 @@ def k_gemm(x, w, out):
     """out = x @ w.T through BLAS (``x`` (M, K), ``w`` (N, K), ``out`` (M, N) preallocated)."""
     if out.size == 0:
         return
+    if max(x.shape[0], x.shape[1], w.shape[0]) > BLAS_INT_MAX:  # a 32-bit-int (LP64) CBLAS
+        raise ValueError("linear: a GEMM dimension exceeds the BLAS integer range (LP64 CBLAS)")
     if x.shape[1] == 0:  # an empty sum; BLAS wants K >= 1
         of = out.reshape(out.size)
         for i in range(of.size):
