@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from lazyfuse.errors import IRParseError
 
 from .graph import Graph, Loc, Node
 from .types import DTYPES, UNKNOWN, Dim, Sym, TensorType, dim_mul
+
+_T = TypeVar("_T")
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
@@ -82,6 +85,21 @@ class _Line:
             return True
         return False
 
+    def items(self, close: str, item: Callable[[], _T], *, empty: bool = True,
+              trailing: bool = False) -> list[_T]:
+        """``item, item, ... close`` after the opening bracket: one ``item()`` per element.  ``empty``
+        allows ``close`` right away, ``trailing`` a comma before it (one-element tuples ``(x,)``)."""
+        out: list[_T] = []
+        if empty and self.accept(close):
+            return out
+        while True:
+            out.append(item())
+            if self.accept(close):
+                return out
+            self.expect(",")
+            if trailing and self.accept(close):
+                return out
+
     def at_end(self) -> None:
         t = self.peek()
         if t is not None:
@@ -128,18 +146,15 @@ def _parse_type(ln: _Line) -> TensorType | None:
     if t.kind != "ident" or t.text not in DTYPES:
         raise ln.error(t.col, f"expected a dtype (f32, f64, i64), got {t.text!r}")
     ln.expect("[")
-    dims: list[Any] = []
-    if not ln.accept("]"):
-        while True:
-            d = ln.next("a dim")
-            value = _parse_dim_expr(ln, d)
-            if isinstance(value, float):
-                raise ln.error(d.col, f"a dim must be an int, symbol or '?', got {d.text!r}")
-            dims.append(value)
-            if ln.accept("]"):
-                break
-            ln.expect(",")
-    return TensorType(DTYPES[t.text], dims)
+
+    def dim() -> Any:
+        d = ln.next("a dim")
+        value = _parse_dim_expr(ln, d)
+        if isinstance(value, float):
+            raise ln.error(d.col, f"a dim must be an int, symbol or '?', got {d.text!r}")
+        return value
+
+    return TensorType(DTYPES[t.text], ln.items("]", dim))
 
 
 def _parse_value(ln: _Line) -> Any:
@@ -149,16 +164,7 @@ def _parse_value(ln: _Line) -> Any:
     if t.kind == "ident" and t.text in ("true", "false", "none"):
         return {"true": True, "false": False, "none": None}[t.text]
     if t.text == "(":
-        items: list[Any] = []
-        if ln.accept(")"):
-            return ()
-        while True:
-            items.append(_parse_value(ln))
-            if ln.accept(")"):
-                return tuple(items)
-            ln.expect(",")
-            if ln.accept(")"):
-                return tuple(items)
+        return tuple(ln.items(")", lambda: _parse_value(ln), trailing=True))
     return _parse_dim_expr(ln, t, "an attribute value")
 
 
@@ -166,9 +172,8 @@ def _parse_attrs(ln: _Line) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     if not ln.accept("["):
         return attrs
-    if ln.accept("]"):
-        return attrs
-    while True:
+
+    def attr() -> None:
         k = ln.next("an attribute name")
         if k.kind != "ident":
             raise ln.error(k.col, f"expected an attribute name, got {k.text!r}")
@@ -176,9 +181,9 @@ def _parse_attrs(ln: _Line) -> dict[str, Any]:
             raise ln.error(k.col, f"duplicate attribute {k.text!r}")
         ln.expect("=")
         attrs[k.text] = _parse_value(ln)
-        if ln.accept("]"):
-            return attrs
-        ln.expect(",")
+
+    ln.items("]", attr)
+    return attrs
 
 
 def _split_comment_part(text: str, pos: int) -> tuple[str | None, bool, int]:
@@ -234,11 +239,9 @@ def _add(graph: Graph, ln: _Line, tok: Tok, node: Node) -> Node:
 
 
 def _parse_refs(ln: _Line, graph: Graph) -> list[Node]:
-    refs: list[Node] = []
     ln.expect("(")
-    if ln.accept(")"):
-        return refs
-    while True:
+
+    def ref() -> Node:
         t = ln.next("an operand like %x or @fc1.weight")
         if t.kind != "ref":
             raise ln.error(t.col, f"expected an operand like %x or @fc1.weight, got {t.text!r}")
@@ -247,10 +250,9 @@ def _parse_refs(ln: _Line, graph: Graph) -> list[Node]:
             raise ln.error(t.col, f"use of undefined value {t.text}")
         if node.op == "output":
             raise ln.error(t.col, f"{t.text} is the output node and cannot be an operand")
-        refs.append(node)
-        if ln.accept(")"):
-            return refs
-        ln.expect(",")
+        return node
+
+    return ln.items(")", ref)
 
 
 def _parse_header(ln: _Line) -> tuple[Graph, list[TensorType | None]]:
@@ -261,39 +263,32 @@ def _parse_header(ln: _Line) -> tuple[Graph, list[TensorType | None]]:
     if t.kind != "ref" or t.text[0] != "@":
         raise ln.error(t.col, f"expected the graph name like @mlp, got {t.text!r}")
     symbols: list[str] = []
+
+    def symbol() -> None:
+        s = ln.next("a symbol name")
+        if s.kind != "ident":
+            raise ln.error(s.col, f"expected a symbol name, got {s.text!r}")
+        if s.text in symbols:
+            raise ln.error(s.col, f"symbol {s.text} declared twice")
+        symbols.append(s.text)
+
     if ln.accept("["):
-        while True:
-            s = ln.next("a symbol name")
-            if s.kind != "ident":
-                raise ln.error(s.col, f"expected a symbol name, got {s.text!r}")
-            if s.text in symbols:
-                raise ln.error(s.col, f"symbol {s.text} declared twice")
-            symbols.append(s.text)
-            if ln.accept("]"):
-                break
-            ln.expect(",")
+        ln.items("]", symbol, empty=False)
     graph = Graph(_name_of(t), symbols)
+
+    def graph_input() -> None:
+        r = ln.next("an input like %x: f32[N,784]")
+        if r.kind != "ref" or r.text[0] != "%":
+            raise ln.error(r.col, f"expected an input like %x, got {r.text!r}")
+        ln.expect(":")
+        ty = _parse_type(ln)
+        _add(graph, ln, r, Node(graph, _name_of(r), "input", (), {"index": len(graph.nodes)}, ty))
+
     ln.expect("(")
-    if not ln.accept(")"):
-        while True:
-            r = ln.next("an input like %x: f32[N,784]")
-            if r.kind != "ref" or r.text[0] != "%":
-                raise ln.error(r.col, f"expected an input like %x, got {r.text!r}")
-            ln.expect(":")
-            ty = _parse_type(ln)
-            _add(graph, ln, r, Node(graph, _name_of(r), "input", (), {"index": len(graph.nodes)}, ty))
-            if ln.accept(")"):
-                break
-            ln.expect(",")
+    ln.items(")", graph_input)
     ln.expect("->")
     ln.expect("(")
-    out_types: list[TensorType | None] = []
-    if not ln.accept(")"):
-        while True:
-            out_types.append(_parse_type(ln))
-            if ln.accept(")"):
-                break
-            ln.expect(",")
+    out_types: list[TensorType | None] = ln.items(")", lambda: _parse_type(ln))
     ln.expect("{")
     ln.at_end()
     if ln.comment is not None:
