@@ -66,6 +66,22 @@ def test_names_match_torch():
     assert [n for n, _ in ours.named_parameters(prefix="root")][0] == "root.block.alpha"
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda m: m.register_parameter("a.b", None),
+     "parameter name must be a non-empty string without '.', got 'a.b'"),
+    (lambda m: m.register_buffer("", None), "buffer name must be a non-empty string without '.', got ''"),
+    (lambda m: m.register_parameter("w", [1.0]),
+     "cannot assign list as parameter 'w' of .* \\(lazyfuse.nn.Parameter or None expected\\)"),
+    (lambda m: m.register_buffer("b", 3),
+     "cannot assign int as buffer 'b' of .* \\(np.ndarray or None expected\\)"),
+])
+def test_register_error_messages_name_the_kind_and_expected_type(call, message):
+    m = nn.Module()
+    with pytest.raises(ConfigError, match=message):
+        call(m)
+    assert not m._parameters and not m._buffers
+
+
 def test_attribute_registration():
     b = Block()
     assert set(b._parameters) == {"alpha"} and set(b._modules) == {"fc", "bn"}

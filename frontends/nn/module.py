@@ -108,39 +108,36 @@ class Module:
 
     def register_parameter(self, name: str, param: Parameter | _Uninitialized | None) -> None:
         """Register ``param`` (a :class:`Parameter`, placeholder or ``None``) under ``name``."""
-        self._require_init()
-        if not isinstance(name, str) or not name or "." in name:
-            raise ConfigError(f"parameter name must be a non-empty string without '.', got {name!r}")
-        if param is not None and not isinstance(param, (Parameter, _Uninitialized)):
-            raise ConfigError(
-                f"cannot assign {type(param).__name__} as parameter '{name}' of {describe(self)} "
-                "(lazyfuse.nn.Parameter or None expected)"
-            )
-        self._forget(name, self._parameters)
-        if isinstance(param, _Uninitialized):
-            param._bind(self, name)
-        self._parameters[name] = param
+        self._register_member("parameter", "_parameters", name, param, Parameter,
+                              "lazyfuse.nn.Parameter")
 
     def register_buffer(
         self, name: str, tensor: np.ndarray | _Uninitialized | None, persistent: bool = True
     ) -> None:
         """Register an array (or ``None``) as buffer ``name``; persistent buffers go in the state_dict."""
-        self._require_init()
-        if not isinstance(name, str) or not name or "." in name:
-            raise ConfigError(f"buffer name must be a non-empty string without '.', got {name!r}")
-        if tensor is not None and not isinstance(tensor, (np.ndarray, _Uninitialized)):
-            raise ConfigError(
-                f"cannot assign {type(tensor).__name__} as buffer '{name}' of {describe(self)} "
-                "(np.ndarray or None expected)"
-            )
-        self._forget(name, self._buffers)
-        if isinstance(tensor, _Uninitialized):
-            tensor._bind(self, name)
-        self._buffers[name] = tensor
+        self._register_member("buffer", "_buffers", name, tensor, np.ndarray, "np.ndarray")
         if persistent:
             self._non_persistent_buffers.discard(name)
         else:
             self._non_persistent_buffers.add(name)
+
+    def _register_member(self, kind: str, store: str, name: str, value: Any, allowed: type,
+                         expected: str) -> None:
+        """Check ``name`` and ``value`` (``allowed``, a placeholder or None) and store it in the
+        member dict ``store`` (the shared part of register_parameter / register_buffer)."""
+        self._require_init()
+        if not isinstance(name, str) or not name or "." in name:
+            raise ConfigError(f"{kind} name must be a non-empty string without '.', got {name!r}")
+        if value is not None and not isinstance(value, (allowed, _Uninitialized)):
+            raise ConfigError(
+                f"cannot assign {type(value).__name__} as {kind} '{name}' of {describe(self)} "
+                f"({expected} or None expected)"
+            )
+        members = getattr(self, store)
+        self._forget(name, members)
+        if isinstance(value, _Uninitialized):
+            value._bind(self, name)
+        members[name] = value
 
     def register_module(self, name: str, module: Module | None) -> None:
         """Register a sub-module under ``name`` (``add_module`` is an alias)."""
