@@ -10,5 +10,5 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(_ROOT / ".cache" / "numba"))
 
 # Every pass run by the tests is followed by the IR verifier (PassContext reads this).
 os.environ.setdefault("LAZYFUSE_VERIFY", "1")
-# Test helper modules (models_for_tests.py) are imported by name; there is no tests/__init__.py.
+# Test helper modules (models_for_tests.py, marks.py) are imported by name; there is no tests/__init__.py.
 sys.path.insert(0, str(Path(__file__).resolve().parent))

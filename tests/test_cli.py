@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from marks import needs_graphviz
 
 import lazyfuse as lf
 from lazyfuse import cli
@@ -88,19 +89,6 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("cli")
     (d / "tiny.py").write_text(MODEL_SRC)
     return d
-
-
-def _has_graphviz() -> bool:
-    from lazyfuse.viz import find_dot
-
-    try:
-        find_dot()
-    except lf.LazyFuseError:
-        return False
-    return True
-
-
-needs_graphviz = pytest.mark.skipif(not _has_graphviz(), reason="no Graphviz (pip install lazyfuse[viz])")
 
 
 def test_dump_text_golden_and_json_round_trip(work: Path) -> None:

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from marks import needs_graphviz
 
 import lazyfuse as lf
 from lazyfuse.examples.mlp import DynamicNetwork, MLPWithBN
@@ -23,16 +24,6 @@ from lazyfuse.viz.build_dot import dot_quote
 from lazyfuse.viz.stages import build_stage, stage_passes
 from lazyfuse.viz.text import LEGEND
 
-
-def _has_graphviz() -> bool:
-    try:
-        find_dot()
-    except lf.LazyFuseError:
-        return False
-    return True
-
-
-needs_graphviz = pytest.mark.skipif(not _has_graphviz(), reason="no Graphviz (pip install lazyfuse[viz])")
 SPEC = lf.TensorSpec(("N", 784))
 
 
