@@ -3,7 +3,8 @@
 One "zoo" model per dtype covers every lowering (fused_linear_bn_relu with lazy modules,
 fused_linear_bn with momentum=None, fused_linear_relu without bias, fused_bn_relu over (N,C,L)
 with affine=False, unfused batch_norm 2-D/3-D with track_running_stats=False, linear on a rank-3
-input, add, relu, flatten), so each dtype compiles once (module-scoped fixtures, disk cache).
+input, add, relu, flatten, and a value read by two Linear layers, which small calls keep
+channel-major), so each dtype compiles once (module-scoped fixtures, disk cache).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 
 import lazyfuse as lf
 from lazyfuse import nn
+from lazyfuse.backends.numba_cpu import codegen
 from lazyfuse.frontends.nn import functional as F
 
 torch = pytest.importorskip("torch")
@@ -31,6 +33,7 @@ class Zoo(nn.Module):
         self.f = nn.BatchNorm1d(6, eps=1e-3, **d)
         self.b = nn.Sequential(nn.Linear(5, 4, **d), nn.BatchNorm1d(4, momentum=None, **d))
         self.g = nn.Linear(4, 2, **d)
+        self.k = nn.Sequential(nn.Linear(4, 3, bias=False, **d), nn.LazyBatchNorm1d(**d))
         self.c = nn.Sequential(nn.Linear(5, 3, bias=False, **d), nn.ReLU())
         self.d = nn.Sequential(nn.BatchNorm1d(3, affine=False, **d), nn.ReLU())
         self.e = nn.BatchNorm1d(3, track_running_stats=False, **d)
@@ -39,12 +42,14 @@ class Zoo(nn.Module):
 
     def forward(self, x, z):
         y1 = self.f(self.a(x))
-        y2 = self.g(self.b(x))
+        h = self.b(x)  # read by two Linear layers only: channel-major in run_s
+        y2 = self.g(h)
+        y7 = self.k(h)
         y3 = F.relu(self.c(x) + self.c(x))
         y4 = self.d(z)
         y5 = self.flat(self.e(z))
         y6 = self.h(z)
-        return y1, y2, y3, y4, y5, y6
+        return y1, y2, y3, y4, y5, y6, y7
 
 
 class TorchZoo(tnn.Module):
@@ -55,14 +60,16 @@ class TorchZoo(tnn.Module):
         self.f = tnn.BatchNorm1d(6, eps=1e-3, **d)
         self.b = tnn.Sequential(tnn.Linear(5, 4, **d), tnn.BatchNorm1d(4, momentum=None, **d))
         self.g = tnn.Linear(4, 2, **d)
+        self.k = tnn.Sequential(tnn.Linear(4, 3, bias=False, **d), tnn.BatchNorm1d(3, **d))
         self.c = tnn.Sequential(tnn.Linear(5, 3, bias=False, **d), tnn.ReLU())
         self.d = tnn.Sequential(tnn.BatchNorm1d(3, affine=False, **d), tnn.ReLU())
         self.e = tnn.BatchNorm1d(3, track_running_stats=False, **d)
         self.h = tnn.Linear(L, 2, **d)
 
     def forward(self, x, z):
-        return (self.f(self.a(x)), self.g(self.b(x)), torch.relu(self.c(x) + self.c(x)), self.d(z),
-                self.e(z).flatten(1), self.h(z))
+        h = self.b(x)
+        return (self.f(self.a(x)), self.g(h), torch.relu(self.c(x) + self.c(x)), self.d(z),
+                self.e(z).flatten(1), self.h(z), self.k(h))
 
 
 SPECS = {np.float32: "float32", np.float64: "float64"}
@@ -123,6 +130,23 @@ def test_source_is_one_module_with_one_run(zoo):
     ops = {n.op for n in cm.graph.nodes}
     assert {"fused_linear_bn_relu", "fused_linear_bn", "fused_linear_relu", "fused_bn_relu"} <= ops
     assert cm.runner.cached and cm.runner.file.read_text() == src
+
+
+def test_serial_flavour_keeps_values_between_linear_layers_channel_major(zoo):
+    _, _, cm, _, _ = zoo
+    # b's output is read only by the Linear layers g and k; a's goes to BatchNorm f, c's to add.
+    assert {n.name for n in codegen.channel_major_values(cm.graph)} == {"b_0_b_1"}
+    run, run_s = cm.source.split("\ndef run(")[1].split("\ndef run_s(")
+    assert "v_b_0_b_1 = np.empty((4, sym_N), " in run_s and "v_b_0_b_1 = np.empty((sym_N, 4), " in run
+    assert run_s.count(", v_b_0_b_1, False, True)") == 1  # written channel-major ...
+    assert ", v_g, True, False)" in run_s and ", v_k_0_k_1, True, False)" in run_s  # ... read so
+
+
+def test_mlp_hidden_layers_are_channel_major():
+    from lazyfuse.examples.mlp import MLPWithBN
+
+    cm = lf.compile(MLPWithBN(), lf.TensorSpec(("N", 784)), backend="cpu")
+    assert {n.name for n in codegen.channel_major_values(cm.graph)} == {"fc1_bn1_relu1", "fc2_bn2_relu2"}
 
 
 def test_small_calls_take_the_serial_flavour(zoo):

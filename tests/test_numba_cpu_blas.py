@@ -1,5 +1,5 @@
-"""The cpu backend's GEMM: NumPy's own CBLAS through ``gemm_nt``, and the loop GEMM used when NumPy's
-BLAS exports none."""
+"""The cpu backend's GEMM: NumPy's own CBLAS through ``gemm_nt``/``gemm_nn``, and the loop GEMM used
+when NumPy's BLAS exports none."""
 
 from __future__ import annotations
 
@@ -21,15 +21,21 @@ def _check_gemm(lib, dtype) -> None:
         x = rng.standard_normal((m, k)).astype(dtype)
         w = rng.standard_normal((n, k)).astype(dtype)
         out = np.full((m, n), 7.0, dtype)  # K = 0 must give zeros, not the old contents
-        lib.k_gemm(x, w, out)
+        lib.k_gemm(x, w, out, True)
         np.testing.assert_allclose(out, x @ w.T, **tol, err_msg=f"M,N,K={m, n, k}")
         out_t = np.full((n, m), 7.0, dtype)
-        lib.k_gemm(w, x, out_t)  # the serial drivers' orientation
+        lib.k_gemm(w, x, out_t, True)  # the serial drivers' orientation
         np.testing.assert_allclose(out_t, (x @ w.T).T, **tol, err_msg=f"M,N,K={m, n, k}")
+        out_nn = np.full((n, m), 7.0, dtype)
+        lib.k_gemm(w, np.ascontiguousarray(x.T), out_nn, False)  # a channel-major input (K, M)
+        np.testing.assert_allclose(out_nn, (x @ w.T).T, **tol, err_msg=f"M,N,K={m, n, k}")
     x = np.ones((3, 4), dtype)
     x[1, 2] = np.nan
     out = np.empty((3, 2), dtype)
-    lib.k_gemm(x, np.ones((2, 4), dtype), out)
+    lib.k_gemm(x, np.ones((2, 4), dtype), out, True)
+    assert np.isnan(out[1]).all() and np.isfinite(out[[0, 2]]).all()
+    out = np.empty((3, 2), dtype)
+    lib.k_gemm(x, np.ones((4, 2), dtype), out, False)
     assert np.isnan(out[1]).all() and np.isfinite(out[[0, 2]]).all()
 
 
@@ -43,7 +49,8 @@ def test_numpy_cblas_is_found_and_named_in_the_source():
         pytest.skip("this NumPy's BLAS exports no CBLAS gemm (the loop-GEMM tests below cover it)")
     assert intrinsics.CBLAS.int_bits in (32, 64)
     assert f"BLAS {intrinsics.CBLAS.tag}" in codegen.library_source()
-    assert "def gemm_nt(" not in codegen.library_source()  # the intrinsic, not a loop
+    assert "def gemm_nt(" not in codegen.library_source()  # the intrinsics, not loops
+    assert "def gemm_nn(" not in codegen.library_source()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -56,10 +63,12 @@ def test_gemm_copies_strided_operands_and_rejects_mixed_dtypes(lib):
     x = np.asfortranarray(rng.standard_normal((4, 3)).astype(np.float32))
     w = rng.standard_normal((3, 2)).astype(np.float32).T  # a transposed view, as a weight may be
     out = np.empty((4, 2), np.float32)
-    lib.k_gemm(x, w, out)
+    lib.k_gemm(x, w, out, True)
+    np.testing.assert_allclose(out, x @ w.T, rtol=1e-6)
+    lib.k_gemm(x, w.T, out, False)  # a Fortran-ordered (K, N) operand
     np.testing.assert_allclose(out, x @ w.T, rtol=1e-6)
     with pytest.raises(TypingError):
-        lib.k_gemm(x, np.ones((2, 3), np.float64), out)
+        lib.k_gemm(x, np.ones((2, 3), np.float64), out, True)
 
 
 def test_model_with_a_transposed_weight_view():
@@ -82,7 +91,7 @@ def no_cblas(monkeypatch):
 def test_loop_gemm_without_cblas(no_cblas):
     with pytest.warns(RuntimeWarning, match="no CBLAS gemm .* loop GEMM, correct but far slower"):
         src = codegen.library_source()
-    assert "loop GEMM" in src and "def gemm_nt(" in src and "import madvise " in src
+    assert "loop GEMM" in src and "def gemm_nt(" in src and "def gemm_nn(" in src and "import madvise " in src
     lib = cache.load_module(src)[0]
     for dtype in (np.float32, np.float64):
         _check_gemm(lib, dtype)
@@ -121,4 +130,4 @@ def test_lp64_cblas_guards_dimensions_beyond_int32(monkeypatch):
     lib = cache.load_module(src)[0]
     rows = np.lib.stride_tricks.as_strided(np.zeros(3, np.float32), shape=(2**31, 3), strides=(0, 4))
     with pytest.raises(ValueError, match="exceeds the BLAS integer range"):
-        lib.k_gemm(rows, np.ones((2, 3), np.float32), np.empty((1, 2), np.float32))
+        lib.k_gemm(rows, np.ones((2, 3), np.float32), np.empty((1, 2), np.float32), True)

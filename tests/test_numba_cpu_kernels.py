@@ -113,7 +113,7 @@ def test_small_call_transposed_gemm_stats_and_epilogue(lib, dtype):
     x = rng.standard_normal((5, 9)).astype(dtype)
     w = rng.standard_normal((4, 9)).astype(dtype)
     yt = np.empty((4, 5), dtype)
-    lib.k_gemm(w, x, yt)  # (x @ w.T).T, as the serial Linear drivers run it
+    lib.k_gemm(w, x, yt, True)  # (x @ w.T).T, as the serial Linear drivers run it
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
     np.testing.assert_allclose(yt, (x @ w.T).T, **tol)
     # |mean| / std = 1e3 per channel (row of yt), plus non-finite rows like NumPy
@@ -130,9 +130,13 @@ def test_small_call_transposed_gemm_stats_and_epilogue(lib, dtype):
     yt[1, 2] = np.nan
     out = np.empty((5, 4), dtype)
     for relu in (False, True):
-        lib.k_affine_t(yt, out, m, s, t, relu)
+        lib.k_affine_cm(yt, out, m, s, t, relu, True)
         want = (yt.T - m) * s + t
         if relu:
             want = np.where(want < 0, 0, want)  # NaN stays NaN, like torch.relu
         np.testing.assert_allclose(out, want, **tol)
         assert np.isnan(out[2, 1])
+        kept = yt.copy()
+        lib.k_affine_cm(kept, np.empty((0, 0), dtype), m, s, t, relu, False)  # channel-major, in place
+        np.testing.assert_allclose(kept, want.T, **tol)
+        assert np.isnan(kept[1, 2])

@@ -64,7 +64,7 @@ def library_source() -> str:
 def _library_source(cblas: intrinsics.Cblas | None) -> str:
     """... for NumPy's CBLAS ``cblas`` (its ABI is part of the text, hence of the cache key), or
     with a loop GEMM when there is none."""
-    imports = "madvise" if cblas is None else "gemm_nt, madvise"
+    imports = "madvise" if cblas is None else "gemm_nn, gemm_nt, madvise"
     blas = "no CBLAS gemm in NumPy's BLAS: loop GEMM" if cblas is None else f"BLAS {cblas.tag}"
     out = ["import numpy as np", "from numba import njit, prange",
            f"from lazyfuse.backends.numba_cpu.intrinsics import {imports}"
@@ -75,8 +75,9 @@ def _library_source(cblas: intrinsics.Cblas | None) -> str:
         warnings.warn("lazyfuse cpu backend: NumPy's BLAS exports no CBLAS gemm that lazyfuse knows; "
                       "Linear layers run a loop GEMM, correct but far slower than BLAS", RuntimeWarning,
                       stacklevel=2)
-        loops = _template("gemm_nt_loops").replace("def gemm_nt_loops(", "def gemm_nt(", 1)
-        out += ["", DECORATOR.format(extra=""), loops.rstrip(), ""]
+        for kind in ("nt", "nn"):
+            loops = _template(f"gemm_{kind}_loops").replace(f"def gemm_{kind}_loops(", f"def gemm_{kind}(", 1)
+            out += ["", DECORATOR.format(extra=""), loops.rstrip(), ""]
     for name in kernels.PARALLEL:
         src = _template(name)
         par = src.replace(f"def {name}(", f"def {name}_p(", 1)
@@ -143,13 +144,16 @@ def _ident(text: str, prefix: str, taken: set[str]) -> str:
 class _Emitter:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.taken: set[str] = {"run", "run_s", "small", "np", "njit", "prange", "madvise", "gemm_nt"}
+        self.taken: set[str] = {"run", "run_s", "small", "np", "njit", "prange", "madvise", "gemm_nt",
+                                "gemm_nn"}
         self.var: dict[Node, str] = {}
         self.syms: dict[str, str] = {}
         self.params: list[str] = []
         self.args: list[tuple[str, object]] = []
         self.train: dict[str | None, str] = {}
         self.body: list[str] = []
+        self.body_s: list[str] = []  # run_s's lines before serial_flavour (mostly the same as body)
+        self.channel_major = channel_major_values(graph)
         self.inputs: list[str] = []
         self.sym_lines: list[str] = []
         self.sizes: list[str] = []
@@ -185,17 +189,30 @@ class _Emitter:
             self.args.append(("train", path))
         return self.train[path]
 
-    def emit(self, line: str) -> None:
+    def emit(self, line: str, serial: str | None = None) -> None:
+        """A line of ``run``, and of ``run_s`` unless ``serial`` gives that one (both in the parallel
+        spelling: :func:`serial_flavour` rewrites run_s's lines afterwards)."""
         self.body.append("    " + line)
+        self.body_s.append("    " + (line if serial is None else serial))
 
     def size(self, t: TensorType, where: Node) -> None:
         """Record the element count of a tensor of this call (for ``small``)."""
         self.sizes.append(" * ".join(f"({self.dim(d, where)})" for d in t.shape) or "1")
 
-    def alloc(self, var: str, shape: str, t: TensorType) -> None:
-        """A fresh output buffer (huge pages asked for when big, see ``advise_huge``)."""
-        self.emit(f"{var} = np.empty({shape}, {self.np_dtype(t)})")
+    def alloc(self, var: str, shape: str, t: TensorType, serial_shape: str | None = None) -> None:
+        """A fresh output buffer (huge pages asked for when big, see ``advise_huge``); in ``run_s`` of
+        ``serial_shape`` when given (a channel-major value)."""
+        line = f"{var} = np.empty({shape}, {self.np_dtype(t)})"
+        self.emit(line, None if serial_shape is None else
+                  f"{var} = np.empty({serial_shape}, {self.np_dtype(t)})  # channel-major (C, N)")
         self.emit(f"advise_huge({var})")
+
+    def layout_args(self, node: Node) -> tuple[str | None, str]:
+        """For a 2-D Linear-family node: the run_s shape of its output when channel-major (else
+        None), and the serial driver's ``xt, ot`` flags (see :func:`channel_major_values`)."""
+        ot = node in self.channel_major
+        n, c = (self.dim(d, node) for d in node.type.shape)
+        return (f"({c}, {n})" if ot else None), f"{node.inputs[0] in self.channel_major}, {ot}"
 
     # -- nodes ----------------------------------------------------------------------------------
     def source_node(self, node: Node) -> None:
@@ -248,14 +265,17 @@ class _Emitter:
         bias = ins[2] if node.attrs.get("bias", True) else self._zeros(str(o), node.type)
         has_bias = node.attrs.get("bias", True)
         if x_t.rank == 2:
-            self.alloc(out, self.shape(node.type, node), node.type)
-            self.emit(f"op_linear({ins[0]}, {ins[1]}, {bias}, {has_bias}, {relu}, {out})")
+            serial_shape, flags = self.layout_args(node)
+            self.alloc(out, self.shape(node.type, node), node.type, serial_shape)
+            call = f"op_linear({ins[0]}, {ins[1]}, {bias}, {has_bias}, {relu}, {out}"
+            self.emit(call + ")", f"{call}, {flags})")
             return
         lead = " * ".join(self.dim(d, node) for d in x_t.shape[:-1]) or "1"
         k = self.dim(x_t.shape[-1], node)
         self.alloc(f"{out}_2d", f"({lead}, {o})", node.type)
         x2 = f"{ins[0]}.reshape(({lead}, {k}))"
-        self.emit(f"op_linear({x2}, {ins[1]}, {bias}, {has_bias}, {relu}, {out}_2d)")
+        call = f"op_linear({x2}, {ins[1]}, {bias}, {has_bias}, {relu}, {out}_2d"
+        self.emit(call + ")", call + ", False, False)")
         self.emit(f"{out} = {out}_2d.reshape({self.shape(node.type, node)})")
 
     def _bn_args(self, node: Node, bn_ins: list[str], t: TensorType) -> str:
@@ -282,9 +302,11 @@ class _Emitter:
         o = self.dim(node.type.shape[1], node)
         bias = ins[2] if has_bias else self._zeros(o, node.type)
         bn_ins = ins[3:] if has_bias else ins[2:]
-        self.alloc(out, self.shape(node.type, node), node.type)
-        self.emit(f"op_linear_bn({ins[0]}, {ins[1]}, {bias}, {self._bn_args(node, bn_ins, node.type)}, "
-                  f"{relu}, {out})")
+        serial_shape, flags = self.layout_args(node)
+        self.alloc(out, self.shape(node.type, node), node.type, serial_shape)
+        bn_args = self._bn_args(node, bn_ins, node.type)
+        call = f"op_linear_bn({ins[0]}, {ins[1]}, {bias}, {bn_args}, {relu}, {out}"
+        self.emit(call + ")", f"{call}, {flags})")
 
     def batch_norm(self, node: Node, out: str, ins: list[str], relu: bool) -> None:
         t = node.type
@@ -297,6 +319,23 @@ class _Emitter:
             self.emit(f"op_bn3({ins[0]}, {out}, {args}, {relu})")
         else:
             raise CompileError(f"cpu backend: batch_norm {node.ref} needs rank 2 or 3, got {t}")
+
+
+_LINEAR_OPS = ("linear", "fused_linear_relu", "fused_linear_bn", "fused_linear_bn_relu")
+
+
+def channel_major_values(graph: Graph) -> set[Node]:
+    """The values ``run_s`` keeps channel-major, (C, N) instead of (N, C): 2-D outputs of Linear-family
+    nodes that every user reads as its (2-D) input, also a Linear-family node.  The serial Linear
+    drivers compute channel-major anyway (see ``op_linear_s``), so a chain of Linear layers then
+    transposes once, at its end, instead of after every layer."""
+
+    def reads_as_input(user: Node, value: Node) -> bool:
+        return user.op in _LINEAR_OPS and user.inputs[0] is value and value not in user.inputs[1:]
+
+    return {n for n in graph.nodes
+            if n.op in _LINEAR_OPS and n.type is not None and n.type.rank == 2 and n.inputs[0].type.rank == 2
+            and n.users and all(reads_as_input(u, n) for u in n.users)}
 
 
 def generate(graph: Graph) -> Generated:
@@ -328,7 +367,7 @@ def generate(graph: Graph) -> Generated:
               "# One call of run() (or run_s() when small() says so) executes the whole graph.\n")
     run = [DECORATOR.format(extra=""), f"def run({', '.join(params)}):", *em.body, f"    return {ret}"]
     run_s = [DECORATOR.format(extra=""), f"def run_s({', '.join(params)}):",
-             serial_flavour("\n".join(em.body) + "\n").rstrip("\n"), f"    return {ret}"]
+             serial_flavour("\n".join(em.body_s) + "\n").rstrip("\n"), f"    return {ret}"]
     small = [f"def small({', '.join(em.inputs)}):",
              '    """True when every tensor of the call is below PAR_MIN elements (then run_s)."""',
              *em.sym_lines, f"    return max(({', '.join(em.sizes)},)) < PAR_MIN"]

@@ -30,7 +30,7 @@ from numba.extending import intrinsic
 
 # Part of the generated source (``# intrinsics <VERSION>``): bump it when a helper here changes, so
 # the content-hashed module, and Numba's cache of it, are not reused with stale machine code.
-VERSION = "2"
+VERSION = "3"
 
 _LINUX = sys.platform.startswith("linux")
 
@@ -115,36 +115,51 @@ def madvise(typingctx, addr, length, advice):
     return sig, codegen
 
 
-@intrinsic
-def gemm_nt(typingctx, a, b, out):
-    """``out = a @ b.T`` by NumPy's ``cblas_?gemm``: ``a`` (M, K), ``b`` (N, K), ``out`` (M, N), all
-    C-contiguous float32 or all float64.  The caller guarantees M, N, K > 0 (BLAS wants leading
-    dimensions >= 1)."""
-    arrays = (a, b, out)
-    if CBLAS is None:
-        raise TypingError("gemm_nt: NumPy's BLAS exports no CBLAS gemm (lazyfuse generates a loop GEMM then)")
-    if not all(isinstance(t, types.Array) and t.ndim == 2 and t.layout == "C" for t in arrays):
-        raise TypingError(f"gemm_nt: expected three 2-D C-contiguous arrays, got {arrays}")
-    if a.dtype not in (types.float32, types.float64) or b.dtype != a.dtype or out.dtype != a.dtype:
-        raise TypingError(f"gemm_nt: expected one dtype, float32 or float64, got {arrays}")
-    single = a.dtype == types.float32
-    sig = types.void(a, b, out)
+def _gemm_codegen(trans_b: bool):
+    """Code for ``out = a @ (b.T if trans_b else b)`` by ``cblas_?gemm`` (row-major, unit strides)."""
 
     def codegen(context, builder, signature, args):
+        single = signature.args[0].dtype == types.float32
         fp = ir.FloatType() if single else ir.DoubleType()
         it = ir.IntType(CBLAS.int_bits)
         i32 = ir.IntType(32)
         ra, rb, rc = (context.make_array(t)(context, builder, v) for t, v in zip(signature.args, args))
         m, k = cgutils.unpack_tuple(builder, ra.shape, 2)
-        n = cgutils.unpack_tuple(builder, rb.shape, 2)[0]
+        n = cgutils.unpack_tuple(builder, rc.shape, 2)[1]
         m, n, k = (builder.trunc(v, it) if it.width < v.type.width else v for v in (m, n, k))
         fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, it, it, it, fp, fp.as_pointer(), it,
                                                fp.as_pointer(), it, fp, fp.as_pointer(), it])
         fn = cgutils.get_or_insert_function(builder.module, fnty,
                                             "lazyfuse_cblas_sgemm" if single else "lazyfuse_cblas_dgemm")
         one, zero = ir.Constant(fp, 1.0), ir.Constant(fp, 0.0)
-        builder.call(fn, [ir.Constant(i32, _ROW_MAJOR), ir.Constant(i32, _NO_TRANS), ir.Constant(i32, _TRANS),
-                          m, n, k, one, ra.data, k, rb.data, k, zero, rc.data, n])
+        tb = _TRANS if trans_b else _NO_TRANS
+        builder.call(fn, [ir.Constant(i32, _ROW_MAJOR), ir.Constant(i32, _NO_TRANS), ir.Constant(i32, tb),
+                          m, n, k, one, ra.data, k, rb.data, k if trans_b else n, zero, rc.data, n])
         return context.get_dummy_value()
 
-    return sig, codegen
+    return codegen
+
+
+def _gemm_signature(name: str, a, b, out):
+    arrays = (a, b, out)
+    if CBLAS is None:
+        raise TypingError(f"{name}: NumPy's BLAS exports no CBLAS gemm (lazyfuse generates a loop GEMM then)")
+    if not all(isinstance(t, types.Array) and t.ndim == 2 and t.layout == "C" for t in arrays):
+        raise TypingError(f"{name}: expected three 2-D C-contiguous arrays, got {arrays}")
+    if a.dtype not in (types.float32, types.float64) or b.dtype != a.dtype or out.dtype != a.dtype:
+        raise TypingError(f"{name}: expected one dtype, float32 or float64, got {arrays}")
+    return types.void(a, b, out)
+
+
+@intrinsic
+def gemm_nt(typingctx, a, b, out):
+    """``out = a @ b.T`` by NumPy's ``cblas_?gemm``: ``a`` (M, K), ``b`` (N, K), ``out`` (M, N), all
+    C-contiguous float32 or all float64.  The caller guarantees M, N, K > 0 (BLAS wants leading
+    dimensions >= 1) and matching shapes."""
+    return _gemm_signature("gemm_nt", a, b, out), _gemm_codegen(trans_b=True)
+
+
+@intrinsic
+def gemm_nn(typingctx, a, b, out):
+    """``out = a @ b`` likewise: ``a`` (M, K), ``b`` (K, N), ``out`` (M, N)."""
+    return _gemm_signature("gemm_nn", a, b, out), _gemm_codegen(trans_b=False)

@@ -1,4 +1,4 @@
-# ruff: noqa: F821  (generated names: ``*_p`` / ``*_s`` variants, ``madvise``, ``gemm_nt``, ``BLAS_INT_MAX``)
+# ruff: noqa: F821  (generated names: ``*_p`` / ``*_s`` variants, ``madvise``, ``gemm_n?``, ``BLAS_INT_MAX``)
 """Kernel templates for the ``cpu`` backend.
 
 These are plain Python functions; :mod:`.codegen` copies their *source* into each generated module
@@ -43,20 +43,24 @@ PARALLEL = ("k_stats2d", "k_affine2d", "k_relu", "k_stats3d", "k_affine3d")
 
 
 # ---------------------------------------------------------------------------------------- kernels
-def k_gemm(x, w, out):
-    """out = x @ w.T through BLAS (``x`` (M, K), ``w`` (N, K), ``out`` (M, N) preallocated)."""
+def k_gemm(a, b, out, bt):
+    """out = a @ b.T (``bt``; ``b`` (N, K)) or a @ b (``b`` (K, N)) through BLAS: ``a`` (M, K),
+    ``out`` (M, N) preallocated."""
     if out.size == 0:
         return
-    if max(x.shape[0], x.shape[1], w.shape[0]) > BLAS_INT_MAX:  # a 32-bit-int (LP64) CBLAS
+    if max(a.shape[0], a.shape[1], out.shape[1]) > BLAS_INT_MAX:  # a 32-bit-int (LP64) CBLAS
         raise ValueError("linear: a GEMM dimension exceeds the BLAS integer range (LP64 CBLAS)")
-    if x.shape[1] == 0:  # an empty sum; BLAS wants K >= 1
+    if a.shape[1] == 0:  # an empty sum; BLAS wants K >= 1
         of = out.reshape(out.size)
         for i in range(of.size):
             of[i] = 0.0
         return
     # No copy for the usual C-contiguous operands; a strided parameter (say a transposed view
     # assigned as a weight) is copied, since the CBLAS call reads rows with unit stride.
-    gemm_nt(np.ascontiguousarray(x), np.ascontiguousarray(w), out)
+    if bt:
+        gemm_nt(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
+    else:
+        gemm_nn(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
 
 
 def k_stats2d(x, mean, var):
@@ -230,6 +234,11 @@ def gemm_nt_loops(a, b, out):
             out[i, j] = acc
 
 
+def gemm_nn_loops(a, b, out):
+    """out = a @ b likewise (emitted as ``gemm_nn`` when there is no CBLAS gemm)."""
+    gemm_nt(a, np.ascontiguousarray(b.T), out)
+
+
 # ------------------------------------------------------------- small calls (serial flavour only)
 def k_rowstats(y, mean, var):
     """Mean and biased variance of each row of ``y`` (C, M) — a channel of a transposed GEMM
@@ -252,22 +261,33 @@ def k_rowstats(y, mean, var):
         var[j] = 0.0 if v < 0.0 else v  # rounding only; NaN stays NaN
 
 
-def k_affine_t(y, out, m, s, t, relu):
-    """out[i, j] = (y[j, i] - m[j]) * s[j] + t[j], then ReLU if ``relu``: the epilogue of a
-    transposed GEMM output ``y`` (C, M) into ``out`` (M, C)."""
+def k_affine_cm(y, out, m, s, t, relu, transpose):
+    """The epilogue of a channel-major ``y`` (C, M) (a transposed GEMM output): with ``transpose``,
+    out[i, j] = (y[j, i] - m[j]) * s[j] + t[j] into ``out`` (M, C), else y[j, i] = ... in place
+    (``out`` unused); then ReLU if ``relu``.  In place reads and writes one row view: through two
+    views of one array LLVM's runtime overlap check fails and the loop runs unvectorized (~6x
+    slower at (256, 32))."""
     c, n = y.shape
     for j in range(c):
         row = y[j]
         mj = m[j]
         sj = s[j]
         tj = t[j]
-        if relu:
+        if transpose:
+            if relu:
+                for i in range(n):
+                    v = (row[i] - mj) * sj + tj
+                    out[i, j] = 0.0 if v < 0.0 else v
+            else:
+                for i in range(n):
+                    out[i, j] = (row[i] - mj) * sj + tj
+        elif relu:
             for i in range(n):
                 v = (row[i] - mj) * sj + tj
-                out[i, j] = 0.0 if v < 0.0 else v
+                row[i] = 0.0 if v < 0.0 else v
         else:
             for i in range(n):
-                out[i, j] = (row[i] - mj) * sj + tj
+                row[i] = (row[i] - mj) * sj + tj
 
 
 # ---------------------------------------------------------------------------------- allocation
@@ -328,7 +348,7 @@ def bn_mode_coeffs(mean, var, pre, cnt, gamma, beta, rm, rv, nbt, batch_stats, u
 # ----------------------------------------------------------------------------------- op drivers
 def op_linear(x, w, b, has_bias, relu, out):
     """linear / fused_linear_relu on (M, K) -> (M, N): BLAS GEMM + bias/ReLU epilogue."""
-    k_gemm(x, w, out)
+    k_gemm(x, w, out, True)
     if has_bias or relu:
         # The affine kernel with m = 0, s = 1, t = b: (v - 0) * 1 + b rounds exactly like v + b,
         # and one kernel less to compile (each parallel variant costs ~1 s of Numba/LLVM time).
@@ -371,32 +391,37 @@ def op_bn2(x, out, pre, gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
 def op_linear_bn(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu, out):
     """fused_linear_bn(_relu): GEMM into ``out``, then BatchNorm (+ ReLU) in place.  The Linear
     bias is never added to the data: train BN subtracts the batch mean anyway, eval folds it into m."""
-    k_gemm(x, w, out)
+    k_gemm(x, w, out, True)
     op_bn2(out, out, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu)
 
 
-def op_linear_s(x, w, b, has_bias, relu, out):
-    """Serial flavour of :func:`op_linear`: GEMM as ``w @ x.T`` into scratch (for few rows of ``x``
-    OpenBLAS runs that orientation faster, measured 32x784x256: 94 vs 134 us, 32x256x128: 21 vs
-    42 us), then a transposing bias (+ ReLU) epilogue (m = 0, s = 1, t = b; ``b`` is zeros when the
-    Linear has no bias)."""
-    c = out.shape[1]
-    yt = np.empty((c, x.shape[0]), out.dtype)
-    k_gemm(w, x, yt)  # (x @ w.T).T
+def op_linear_s(x, w, b, has_bias, relu, out, xt, ot):
+    """Serial flavour of :func:`op_linear`, channel-major: the GEMM computes ``w @ x.T`` (C, M) (for
+    few rows of ``x`` OpenBLAS runs that orientation faster, measured 32x784x256: 94 vs 134 us,
+    32x256x128: 21 vs 42 us), or ``w @ x`` when ``xt`` says ``x`` is itself channel-major (K, M),
+    the ``ot`` output of a previous Linear.  The bias (+ ReLU) epilogue (m = 0, s = 1, t = b; ``b`` is
+    zeros when the Linear has no bias) then runs in place and leaves ``out`` (C, M) when ``ot``, or
+    writes it transposed into ``out`` (M, C): between Linear layers no transposes at all."""
+    c = w.shape[0]
+    n = x.shape[1] if xt else x.shape[0]
+    yt = out if ot else np.empty((c, n), out.dtype)
+    k_gemm(w, x, yt, not xt)
     m = np.empty(c, out.dtype)
     s = np.empty(c, out.dtype)
     for j in range(c):
         m[j] = 0.0
         s[j] = 1.0
-    k_affine_t(yt, out, m, s, b, bool(relu))
+    k_affine_cm(yt, out, m, s, b, bool(relu), not ot)
 
 
-def op_linear_bn_s(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu, out):
-    """Serial flavour of :func:`op_linear_bn`: GEMM as ``w @ x.T``; each channel is then a
-    contiguous row for the statistics, and the epilogue writes ``out`` transposed back."""
-    c = out.shape[1]
-    yt = np.empty((c, x.shape[0]), out.dtype)
-    k_gemm(w, x, yt)  # (x @ w.T).T, as in op_linear_s
+def op_linear_bn_s(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu, out, xt,
+                   ot):
+    """Serial flavour of :func:`op_linear_bn`, channel-major like :func:`op_linear_s`: each channel is
+    a contiguous row of the GEMM output for the statistics and the epilogue."""
+    c = w.shape[0]
+    n = x.shape[1] if xt else x.shape[0]
+    yt = out if ot else np.empty((c, n), out.dtype)
+    k_gemm(w, x, yt, not xt)
     m = np.empty(c, out.dtype)
     s = np.empty(c, out.dtype)
     t = np.empty(c, out.dtype)
@@ -404,9 +429,9 @@ def op_linear_bn_s(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momen
     var = np.empty(c)
     if batch_stats:
         k_rowstats(yt, mean, var)
-    bn_mode_coeffs(mean, var, b, x.shape[0], gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
+    bn_mode_coeffs(mean, var, b, n, gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
                    eps, m, s, t)
-    k_affine_t(yt, out, m, s, t, bool(relu))
+    k_affine_cm(yt, out, m, s, t, bool(relu), not ot)
 
 
 def op_bn3(x, out, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu):
@@ -444,7 +469,7 @@ def op_relu(x, out):
 # Emission order (helpers before their users keeps the generated file readable).
 HELPERS = ("k_gemm", "advise_huge", "update_running", "bn_mode_coeffs")
 # Kernels only small calls use (serial, compiled on their own like the ``_s`` variants).
-SMALL_KERNELS = ("k_rowstats", "k_affine_t")
+SMALL_KERNELS = ("k_rowstats", "k_affine_cm")
 # Op drivers: emitted as written (``run`` uses them) and as a serial flavour ``op_*_s`` whose every
 # kernel call is the ``_s`` variant (``run_s`` uses them, see :mod:`.codegen`) — derived from the
 # driver's text, unless a hand-written ``op_*_s`` exists here (the Linear ones: transposed GEMM).
