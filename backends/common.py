@@ -1,9 +1,12 @@
 """``CompiledModule``: what ``lazyfuse.compile`` returns.
 
-It owns no arrays: every call fetches the parameters and buffers from the live model by target and
-reads each BatchNorm module's ``training`` flag, so ``load_state_dict``, ``model.eval()`` and the
-running-stat updates of train-mode calls are shared with the model both ways.  Inputs are checked
-against the specs before any state is touched.
+It owns no arrays: calls use the parameters and buffers of the live model (by target) and each
+BatchNorm module's ``training`` flag, so ``load_state_dict``, ``model.eval()`` and the running-stat
+updates of train-mode calls are shared with the model both ways.  The arrays and flags are fetched
+again whenever a module changed what it holds since the last call (``nn.module.STATE_VERSION``
+counts assignments of parameters, buffers, submodules and attributes); otherwise the last call's
+are reused, which keeps small-batch calls cheap.  Inputs are checked against the specs before any
+state is touched.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 
 from lazyfuse.errors import DTypeError, ShapeError, UninitializedParameterError
 from lazyfuse.frontends import nn
+from lazyfuse.frontends.nn.module import STATE_VERSION
 from lazyfuse.ir.graph import Graph, Node
 from lazyfuse.ir.ops import bn_module
 from lazyfuse.ir.types import TensorSpec, unify
@@ -32,6 +36,9 @@ class CompiledModule:
         self.runner = runner
         self.specs = tuple(specs)
         self._inputs: list[Node] = graph.inputs
+        self._input_checks = [(node, node.type.dtype.numpy,
+                               f"compiled {graph.name}: input '{node.name}' (#{node.attrs['index']})")
+                              for node in self._inputs]
         self._state: list[Node] = graph.params()
         # Per owner module path, its params/buffers, worked out once (calls stay cheap at small
         # batch): node, attribute name, member dict, and the dtype and shape it was compiled for.
@@ -44,6 +51,9 @@ class CompiledModule:
         # BatchNorm nodes (plain or fused) with the module path whose ``training`` flag they follow.
         self._bn_nodes: list[tuple[Node, str | None]] = [
             (n, bn_module(n)) for n in graph.nodes if n.op == "batch_norm" or bn_module(n)]
+        # (STATE_VERSION when fetched, state, training) of the last call; lazyfuse models only.
+        self._tracked = isinstance(model, nn.Module)
+        self._snapshot: tuple[int, dict[str, np.ndarray], dict[str | None, bool]] | None = None
 
     @property
     def source(self) -> str:
@@ -57,24 +67,35 @@ class CompiledModule:
     # ---------------------------------------------------------------------------------- calling
     def __call__(self, *arrays: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         inputs, bindings = self._check_inputs(arrays)
-        training = {path: self._module(path).training for _, path in self._bn_nodes}
+        state, training = self._fetch()
         self._check_batch_stats(bindings, training)
-        state = self._gather_state()
         return self.runner.run(inputs, state, training)
+
+    def _fetch(self) -> tuple[dict[str, np.ndarray], dict[str | None, bool]]:
+        """The model's arrays by target and the BatchNorm ``training`` flags by module path: the
+        last call's while no module changed since (one integer compare), else fetched anew."""
+        version = STATE_VERSION.value  # read before fetching: a change during the fetch is not missed
+        snapshot = self._snapshot
+        if snapshot is not None and snapshot[0] == version:
+            return snapshot[1], snapshot[2]
+        training = {path: self._module(path).training for _, path in self._bn_nodes}
+        state = self._gather_state()
+        if self._tracked:
+            self._snapshot = (version, state, training)
+        return state, training
 
     def _module(self, path: str | None) -> Any:
         return self.model.get_submodule(path or "")
 
     def _check_inputs(self, arrays: Sequence[Any]) -> tuple[list[np.ndarray], dict[str, int]]:
-        name = self.graph.name
         if len(arrays) != len(self._inputs):
-            raise TypeError(f"compiled {name} takes {len(self._inputs)} input(s), got {len(arrays)}")
+            raise TypeError(f"compiled {self.graph.name} takes {len(self._inputs)} input(s), "
+                            f"got {len(arrays)}")
         bindings: dict[str, int] = {}
         out = []
-        for node, arr in zip(self._inputs, arrays):
-            what = f"compiled {name}: input '{node.name}' (#{node.attrs['index']})"
+        for (node, dtype, what), arr in zip(self._input_checks, arrays):
             a = np.asarray(arr)
-            if a.dtype != node.type.dtype.numpy:
+            if a.dtype != dtype:
                 raise DTypeError(f"{what}: expected dtype {node.type.dtype.name} ({node.type}), got "
                                  f"{a.dtype}; cast it with .astype(np.{node.type.dtype.name})")
             unify(node.type, a.shape, bindings, what=what)

@@ -153,6 +153,45 @@ def test_params_replaced_or_removed_after_compile_give_clear_errors():
         cm(x)
 
 
+def test_calls_see_every_change_to_the_model_made_after_the_last_call():
+    """Calls reuse the arrays fetched for the previous call until a module changes what it holds;
+    each way of changing it must reach the next call."""
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    cm = lf.compile(model, ("N", 3), backend="reference")
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+
+    def check():
+        np.testing.assert_allclose(cm(x), model(x), rtol=1e-6, atol=1e-6)
+
+    model.eval()
+    check()
+    model[0]._parameters["weight"] = nn.Parameter(np.full((4, 3), 0.5, np.float32))  # direct dict write
+    check()
+    model[0].weight = nn.Parameter(np.full((4, 3), -0.25, np.float32))
+    check()
+    model[0].weight[0, 0] = 7.0  # in place: the arrays are shared, nothing to refetch
+    check()
+    model[0] = nn.Linear(3, 4)  # a new submodule with new arrays
+    check()
+    model[1].running_mean = np.arange(4, dtype=np.float32)
+    check()
+    out_eval = cm(x)
+    model.train()
+    check()
+    assert not np.allclose(cm(x), out_eval)
+    model[1].training = False
+    check()
+    model[0]._parameters.pop("bias")
+    with pytest.raises(AttributeError, match="Linear has no parameter 'bias'"):
+        cm(x)
+    model[0].bias = nn.Parameter(np.zeros(4, np.float32))
+    check()
+    model.double()
+    with pytest.raises(DTypeError, match="'0.weight' is now float64"):
+        cm(x)
+
+
 def test_plain_shape_tuple_spec():
     model = nn.Sequential(nn.LazyLinear(2), nn.ReLU())
     cm = lf.compile(model, (4, 3), backend="reference")

@@ -227,3 +227,48 @@ def test_register_rejects_bad_names_and_values():
         m.register_buffer("a", [1, 2])
     with pytest.raises(ConfigError):
         m.register_module("x", object())
+
+
+def test_member_stores_count_every_change():
+    from lazyfuse.frontends.nn.module import STATE_VERSION
+
+    m = nn.Linear(2, 3)
+    p = nn.Parameter(np.zeros(3, np.float32))
+    changes = [
+        lambda: m._parameters.__setitem__("bias", p),
+        lambda: m._parameters.pop("bias"),
+        lambda: m._parameters.setdefault("bias", p),
+        lambda: m._parameters.update(bias=p),
+        lambda: m._parameters.__ior__({"bias": p}),
+        lambda: m._parameters.__delitem__("bias"),
+        lambda: m._buffers.update(extra=np.zeros(1)),
+        lambda: m._buffers.popitem(),
+        lambda: m._modules.clear(),
+        lambda: setattr(m, "training", False),
+        lambda: m.train(),
+        lambda: setattr(m, "note", 1),
+        lambda: delattr(m, "note"),
+        lambda: m.register_buffer("extra", np.zeros(1)),
+    ]
+    for change in changes:
+        before = STATE_VERSION.value
+        change()
+        assert STATE_VERSION.value > before
+
+
+def test_copies_and_old_pickles_keep_counting_stores():
+    import copy
+    import pickle
+
+    from lazyfuse.frontends.nn.module import _MemberDict
+
+    m = nn.Sequential(nn.Linear(2, 3))
+    for twin in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        for mod in twin.modules():
+            assert all(type(getattr(mod, s)) is _MemberDict for s in ("_parameters", "_buffers", "_modules"))
+    state = m[0].__getstate__()
+    # plain dicts, as pickled before the stores counted their changes
+    state.update(_parameters=dict(state["_parameters"]), _buffers={}, _modules={})
+    old = nn.Linear.__new__(nn.Linear)
+    old.__setstate__(state)
+    assert type(old._parameters) is _MemberDict and set(old._parameters) == {"weight", "bias"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import threading
 import weakref
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterator
@@ -23,6 +24,68 @@ CALL_INTERCEPTOR: contextvars.ContextVar[Callable | None] = contextvars.ContextV
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class _StateVersion:
+    """Counts changes to what modules hold: parameters, buffers, submodules and plain attributes
+    such as ``training``.  A compiled model reuses the arrays and flags it fetched for its last call
+    while the count is unchanged (writes *into* those arrays need no count: they are shared)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def bump(self) -> None:
+        with self._lock:  # no lost counts: a stale snapshot must never match a later value
+            self.value += 1
+
+
+STATE_VERSION = _StateVersion()
+
+
+class _MemberDict(dict):
+    """A module's ``_parameters`` / ``_buffers`` / ``_modules``: a dict that counts every change in
+    :data:`STATE_VERSION`, direct writes such as ``module._parameters[name] = p`` included."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        STATE_VERSION.bump()
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        STATE_VERSION.bump()
+
+    def pop(self, *args: Any) -> Any:
+        try:
+            return super().pop(*args)
+        finally:
+            STATE_VERSION.bump()
+
+    def popitem(self) -> tuple[str, Any]:
+        try:
+            return super().popitem()
+        finally:
+            STATE_VERSION.bump()
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        try:
+            return super().setdefault(key, default)
+        finally:
+            STATE_VERSION.bump()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().update(*args, **kwargs)
+        finally:
+            STATE_VERSION.bump()
+
+    def __ior__(self, other: Any) -> _MemberDict:
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        super().clear()
+        STATE_VERSION.bump()
 
 
 def module_path(module: Module) -> str:
@@ -74,10 +137,10 @@ class Module:
     def __init__(self) -> None:
         d = self.__dict__
         d["training"] = True
-        d["_parameters"] = {}
-        d["_buffers"] = {}
+        d["_parameters"] = _MemberDict()
+        d["_buffers"] = _MemberDict()
         d["_non_persistent_buffers"] = set()
-        d["_modules"] = {}
+        d["_modules"] = _MemberDict()
         d["_parent"] = None
         d["_name"] = None
 
@@ -176,6 +239,7 @@ class Module:
             self.register_module(name, value)
         else:
             object.__setattr__(self, name, value)
+            STATE_VERSION.bump()  # say ``training``; the member stores count their own changes
 
     def __getattr__(self, name: str) -> Any:
         d = self.__dict__
@@ -191,6 +255,7 @@ class Module:
                 self._non_persistent_buffers.discard(name)
                 return
         object.__delattr__(self, name)
+        STATE_VERSION.bump()
 
     def __dir__(self) -> list[str]:
         return sorted(
@@ -205,6 +270,10 @@ class Module:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        for store in ("_parameters", "_buffers", "_modules"):
+            if type(self.__dict__.get(store)) is dict:  # pickled before the stores counted changes
+                self.__dict__[store] = _MemberDict(self.__dict__[store])
+        STATE_VERSION.bump()
         for name, child in self._modules.items():
             if child is not None:
                 self._adopt(name, child)
