@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +33,9 @@ class NumbaCPUExecutable:
         self._state_lock = threading.Lock()
         self._first_call_lock = threading.Lock()
         self._compiled: set[str] = set()
+        # The last (state, training) seen and the argument list built from them: CompiledModule
+        # passes the same mappings again while the model is unchanged, then only inputs differ.
+        self._last: tuple[Mapping, Mapping, list, bool] | None = None
 
     @property
     def file(self) -> Path | None:
@@ -46,6 +48,23 @@ class NumbaCPUExecutable:
 
     def run(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
             training: Mapping[str | None, bool]) -> np.ndarray | tuple[np.ndarray, ...]:
+        last = self._last
+        if last is not None and last[0] is state and last[1] is training:
+            args, mutates = list(last[2]), last[3]
+            for i in self._inputs:
+                args[i] = inputs[self._args[i][1]]
+        else:
+            args, mutates = self._build_args(inputs, state, training)
+            self._last = (state, training, args, mutates)
+        name = self.entry([args[i] for i in self._inputs])
+        fn = getattr(self.module, name)
+        if name not in self._compiled:
+            return self._first_call(name, fn, args, mutates)
+        return self._call(fn, args, mutates)
+
+    def _build_args(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
+                    training: Mapping[str | None, bool]) -> tuple[list, bool]:
+        """``run()``'s arguments in order, and whether the call updates BatchNorm state."""
         args = []
         mutates = False
         for kind, key in self._args:
@@ -57,19 +76,18 @@ class NumbaCPUExecutable:
                 flag = bool(training.get(key, False))
                 mutates |= flag
                 args.append(flag)
-        name = self.entry([args[i] for i in self._inputs])
-        fn = getattr(self.module, name)
-        if name not in self._compiled:
-            return self._first_call(name, fn, args, mutates)
-        return self._call(fn, args, mutates)
+        return args, mutates
 
     def _call(self, fn, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
-        # run_s starts no parallel region, so it needs no guard against the workqueue layer.
-        guard = contextlib.nullcontext() if fn is self._serial else threads.call_guard()
-        if mutates:
-            with self._state_lock, guard:
+        if fn is self._serial:  # starts no parallel region: no guard against the workqueue layer
+            if not mutates:
                 return fn(*args)
-        with guard:
+            with self._state_lock:
+                return fn(*args)
+        if mutates:
+            with self._state_lock, threads.call_guard():
+                return fn(*args)
+        with threads.call_guard():
             return fn(*args)
 
     def _first_call(self, name: str, fn, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
