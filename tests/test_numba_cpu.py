@@ -23,6 +23,7 @@ torch = pytest.importorskip("torch")
 tnn = torch.nn
 
 L = 4
+BIG = 350_000  # rows: every (N, 3) tensor and wider reaches PAR_MIN (1 << 20) elements
 
 
 class Zoo(nn.Module):
@@ -162,14 +163,14 @@ def test_train_steps_then_eval_match_reference(zoo):
     model.train()
     ref_model.train()
     rng = np.random.default_rng(1)
-    # 7 rows take the serial kernels, 9000 rows the parallel ones.
-    for n in (7, 9000, 2, 7):
+    # 7 rows take run_s, 9000 rows run with serial kernels, BIG rows run's parallel ones.
+    for n in (7, 9000, BIG, 2, 7):
         x, z = _inputs(rng, n, dtype, scale=2.0, offset=0.5)
         _assert_outputs(cm(x, z), ref(x, z), dtype)
         _assert_state(model, ref_model, dtype)
     model.eval()
     ref_model.eval()
-    for n in (1, 5, 9000):
+    for n in (1, 5, 9000, BIG):
         x, z = _inputs(rng, n, dtype)
         _assert_outputs(cm(x, z), ref(x, z), dtype)
     _assert_state(model, ref_model, dtype)

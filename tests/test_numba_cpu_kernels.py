@@ -64,7 +64,7 @@ def test_affine_relu_keeps_nan(lib, variant):
     np.testing.assert_array_equal(res, [np.nan, 0.0, 4.0])
 
 
-@pytest.mark.parametrize("shape", [(5, 3, 37), (200, 4, 50), (3, 70, 64)])  # serial / parallel; L % LANES
+@pytest.mark.parametrize("shape", [(5, 3, 37), (1300, 4, 202), (3, 70, 64)])  # serial / parallel; L % LANES
 def test_bn3d_stats_and_affine_match_numpy(lib, shape):
     rng = np.random.default_rng(2)
     x = (50 + rng.standard_normal(shape) * 0.1).astype(np.float64)
@@ -98,7 +98,7 @@ def test_update_running_momentum_and_cumulative(lib):
 
 def test_linear_epilogue_and_gemm(lib):
     rng = np.random.default_rng(3)
-    for m in (3, 500):  # serial and parallel epilogue
+    for m in (3, 12000):  # serial and parallel (>= PAR_MIN elements) epilogue
         x = rng.standard_normal((m, 70)).astype(np.float32)
         w = rng.standard_normal((90, 70)).astype(np.float32)
         b = rng.standard_normal(90).astype(np.float32)

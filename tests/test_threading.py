@@ -21,8 +21,8 @@ def compiled():
 
 def _inputs(k):
     rng = np.random.default_rng(k)
-    # 1024 x 64 values take the parallel kernels, 5 x 64 the serial ones.
-    return [rng.standard_normal((n, 16)).astype(np.float32) for n in (1024, 5, 1024, 3)]
+    # 16384 x 64 values (PAR_MIN) take the parallel kernels, 5 x 64 the serial ones.
+    return [rng.standard_normal((n, 16)).astype(np.float32) for n in (16384, 5, 16384, 3)]
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])

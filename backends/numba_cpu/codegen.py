@@ -6,12 +6,13 @@ buffers and the BatchNorm ``training`` flags are its arguments; intermediates ar
 (no shared scratch, so concurrent calls are safe); symbolic dims come from the input shapes.
 
 ``run_s`` is the same graph with the serial driver flavour, and the plain-Python ``small(inputs...)``
-says whether every tensor of a call is below ``PAR_MIN`` elements — then ``run`` would pick the
-serial kernel for every op anyway.  The executable calls ``run_s`` for such calls: Numba compiles a
-function with everything it may call, and the parallel variants are most of the compile time (a
-first call at batch 32 only compiles ``run_s``).  ``run_s`` computes the same ops; its Linear
-drivers run the GEMM transposed (faster in OpenBLAS for few rows), so results agree with ``run``
-to rounding, not bit for bit.
+says whether every tensor of a call is below ``SMALL_MAX`` elements (``run`` would pick the serial
+kernel for every op anyway: its threshold ``PAR_MIN`` is higher).  The executable calls ``run_s``
+for such calls: Numba compiles a function with everything it may call, and the parallel variants
+are most of the compile time (a first call at batch 32 only compiles ``run_s``).  ``run_s``
+computes the same ops; its Linear drivers run the GEMM transposed (faster in OpenBLAS for few rows)
+and keep values between Linear layers channel-major, so results agree with ``run`` to rounding,
+not bit for bit.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ DECORATOR = '@njit(cache=True, nogil=True, error_model="numpy"{extra})'
 # links its callees' code and re-optimizes the whole linked module, so every call level re-ran LLVM
 # over all kernels below it; inlining leaves run() -> kernels (cold MLPWithBN compile ~8.6 s -> ~6.9 s).
 INLINE = ', inline="always"'
-CONSTANTS = ("PAR_MIN", "MAX_CHUNKS", "MIN_CHUNK_ROWS", "LANES", "HUGE_MIN")
+CONSTANTS = ("SMALL_MAX", "PAR_MIN", "MAX_CHUNKS", "MIN_CHUNK_ROWS", "LANES", "HUGE_MIN")
 
 
 @functools.cache
@@ -108,7 +109,7 @@ def serial_flavour(code: str) -> str:
     (comment lines untouched)."""
     code = _PICK.sub(lambda m: f"{m['ind']}{m['k']}_s({m['a']})\n", code)
     code = re.sub(r"^ *par = [^\n]*PAR_MIN\n", "", code, flags=re.M)  # the size test the picks used
-    # Buffers of a small call are < PAR_MIN elements, far below HUGE_MIN bytes: the hint is a no-op.
+    # Buffers of a small call are < SMALL_MAX elements, far below HUGE_MIN bytes: the hint is a no-op.
     code = re.sub(r"^ *advise_huge\([^\n]*\)\n", "", code, flags=re.M)
     lines = []
     for line in code.splitlines():
@@ -369,8 +370,8 @@ def generate(graph: Graph) -> Generated:
     run_s = [DECORATOR.format(extra=""), f"def run_s({', '.join(params)}):",
              serial_flavour("\n".join(em.body_s) + "\n").rstrip("\n"), f"    return {ret}"]
     small = [f"def small({', '.join(em.inputs)}):",
-             '    """True when every tensor of the call is below PAR_MIN elements (then run_s)."""',
-             *em.sym_lines, f"    return max(({', '.join(em.sizes)},)) < PAR_MIN"]
+             '    """True when every tensor of the call is below SMALL_MAX elements (then run_s)."""',
+             *em.sym_lines, f"    return max(({', '.join(em.sizes)},)) < SMALL_MAX"]
     source = (header + library_source() + "\n" + "\n".join(run) + "\n\n\n" + "\n".join(run_s) + "\n\n\n"
               + "\n".join(small) + "\n")
     args = [a for a in em.args if a[0] != "train"] + [("train", p) for p in em.train]
