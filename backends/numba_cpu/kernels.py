@@ -34,7 +34,7 @@ SMALL_MAX = 1 << 15
 # Tensors below this many elements take the serial variant inside ``run``.  Measured on the 2-core
 # box: a parallel region costs ~100 us on Numba's ``workqueue`` layer (its workers sleep, and waking
 # them is slow on this VM), and on ``omp`` its spinning workers slowed the next OpenBLAS GEMM of
-# MLPWithBN at batch 128-2048 by 10-40x; a serial pass over 1M elements takes ~0.5-1 ms.
+# MLPWithBN at batch 128-2048 by 4-30x; a serial pass over 1M elements takes ~0.5-1 ms.
 PAR_MIN = 1 << 20
 # Train-BN statistics: at most this many row chunks, at least this many rows per chunk.
 MAX_CHUNKS = 64

@@ -26,7 +26,7 @@ is separate and has the same kind of spin tail after its ops.
 Parallel regions are only worth it on big tensors: on ``workqueue`` waking the sleeping workers costs
 ~100 us per region on this VM (``omp``: ~2 us, but the spin tail above), so kernels go parallel
 from ``PAR_MIN`` = 2**20 elements (see :mod:`.kernels`).  With the earlier 2**15 the ``omp`` layer
-made MLPWithBN at batch 128-2048 10-40x slower (17 ms instead of 0.7 ms at batch 256): each short
+made MLPWithBN at batch 128-2048 4-30x slower (eval, batch 256: 17.0 ms, now 1.2 ms): each short
 GEMM ran against the workers still spinning from the epilogue before it.
 
 Thread counts are left alone (all cores for both pools).  Concurrency: every call allocates its
