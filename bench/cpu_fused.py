@@ -152,6 +152,16 @@ def bench_mlp(rounds: int) -> list[dict[str, Any]]:
                        f"torch eager ({torch.get_num_threads()} threads)", rounds, reps=200, target=0.5))
     rows.append(paired("MLPWithBN eval f32 batch 32", lambda: cm(x), _bare_gemms(model, x),
                        "its 3 GEMMs alone (np.matmul)", rounds, reps=200))
+    # A mid-size batch (no target): run() with serial kernels, see PAR_MIN in backends/numba_cpu.
+    x256 = np.random.default_rng(4).standard_normal((256, 784)).astype(np.float32)
+    tx256 = torch.from_numpy(x256)
+
+    def torch_step256() -> Any:
+        with torch.no_grad():
+            return tm(tx256)
+
+    rows.append(paired("MLPWithBN eval f32 batch 256", lambda: cm(x256), torch_step256,
+                       f"torch eager ({torch.get_num_threads()} threads)", rounds, reps=40))
     return rows
 
 
