@@ -17,7 +17,7 @@ Numerics:
   chunks (independent of the thread count, so results are deterministic) and merged in float64.
   This stays accurate when ``|mean| >> std``; non-finite inputs propagate like PyTorch (an inf in a
   channel gives mean inf / var NaN, a NaN gives NaN).
-- Kernels get their flags as ``bool(flag)``: a constant argument would be typed ``Literal[bool]``
+- Kernels and helpers get their flags as ``bool(flag)``: a constant argument would be typed ``Literal[bool]``
   and compile one specialization per value (twice the compile time for a model that has both).
 - Per-channel coefficients are float64, computed at call time from the current batch or running
   statistics (O(C)); the epilogue is ``(v - m) * s + t`` in the data dtype, optionally ReLU'd with
@@ -332,8 +332,8 @@ def bn_mode_coeffs(mean, var, pre, cnt, gamma, beta, rm, rv, nbt, batch_stats, u
     the running stats are updated if asked; otherwise ``mean``/``var`` are overwritten with the
     running stats.  ``pre`` is a bias the data does not contain yet (the Linear bias skipped by the
     fused GEMM), or an empty array for none: eval folds it into m, the update adds it to the batch
-    mean.  (One coefficient loop rather than a helper per mode: every inlined call site costs
-    Numba compile time.)"""
+    mean.  (One coefficient loop rather than a helper per mode: every helper costs Numba compile
+    time.)"""
     if batch_stats:
         if update:
             update_running(rm, rv, mean, var, pre, cnt, momentum, nbt)
@@ -350,7 +350,7 @@ def bn_mode_coeffs(mean, var, pre, cnt, gamma, beta, rm, rv, nbt, batch_stats, u
 # ----------------------------------------------------------------------------------- op drivers
 def op_linear(x, w, b, has_bias, relu, out):
     """linear / fused_linear_relu on (M, K) -> (M, N): BLAS GEMM + bias/ReLU epilogue."""
-    k_gemm(x, w, out, True)
+    k_gemm(x, w, out, x.ndim == 2)  # True, typed bool: a literal True would compile a 2nd k_gemm
     if has_bias or relu:
         # The affine kernel with m = 0, s = 1, t = b: (v - 0) * 1 + b rounds exactly like v + b,
         # and one kernel less to compile (each parallel variant costs ~1 s of Numba/LLVM time).
@@ -382,8 +382,8 @@ def op_bn2(x, out, pre, gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
             k_stats2d_p(x, mean, var)
         else:
             k_stats2d_s(x, mean, var)
-    bn_mode_coeffs(mean, var, pre, x.shape[0], gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
-                   eps, m, s, t)
+    bn_mode_coeffs(mean, var, pre, x.shape[0], gamma, beta, rm, rv, nbt, bool(batch_stats), bool(update),
+                   momentum, eps, m, s, t)
     if par:
         k_affine2d_p(x, out, m, s, t, bool(relu))
     else:
@@ -393,7 +393,7 @@ def op_bn2(x, out, pre, gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
 def op_linear_bn(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu, out):
     """fused_linear_bn(_relu): GEMM into ``out``, then BatchNorm (+ ReLU) in place.  The Linear
     bias is never added to the data: train BN subtracts the batch mean anyway, eval folds it into m."""
-    k_gemm(x, w, out, True)
+    k_gemm(x, w, out, x.ndim == 2)  # True (see op_linear)
     op_bn2(out, out, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu)
 
 
@@ -431,7 +431,7 @@ def op_linear_bn_s(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momen
     var = np.empty(c)
     if batch_stats:
         k_rowstats(yt, mean, var)
-    bn_mode_coeffs(mean, var, b, n, gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
+    bn_mode_coeffs(mean, var, b, n, gamma, beta, rm, rv, nbt, bool(batch_stats), bool(update), momentum,
                    eps, m, s, t)
     k_affine_cm(yt, out, m, s, t, bool(relu), not ot)
 
@@ -450,7 +450,7 @@ def op_bn3(x, out, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps,
             k_stats3d_p(x, mean, var)
         else:
             k_stats3d_s(x, mean, var)
-    bn_mode_coeffs(mean, var, np.empty(0), n * ln, gamma, beta, rm, rv, nbt, batch_stats, update,
+    bn_mode_coeffs(mean, var, np.empty(0), n * ln, gamma, beta, rm, rv, nbt, bool(batch_stats), bool(update),
                    momentum, eps, m, s, t)
     if par:
         k_affine3d_p(x, out, m, s, t, bool(relu))
