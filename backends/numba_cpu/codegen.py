@@ -40,7 +40,7 @@ DECORATOR = '@njit(cache=True, nogil=True, error_model="numpy"{extra})'
 # below it; inlining leaves run() -> kernels (cold MLPWithBN compile ~8.6 s -> ~6.9 s).  The small
 # helpers (GEMM call, per-channel coefficient loops) are compiled once instead: inlined, every
 # driver call site deep-copied and re-typed them (cold MLPWithBN first call ~0.2 s less, the median
-# of 10 interleaved pairs; their O(C) work does not notice a call).
+# of 15 interleaved pairs; their O(C) work does not notice a call).
 INLINE = ', inline="always"'
 CONSTANTS = ("SMALL_MAX", "PAR_MIN", "MAX_CHUNKS", "MIN_CHUNK_ROWS", "LANES", "HUGE_MIN")
 
