@@ -153,12 +153,13 @@ def test_params_replaced_or_removed_after_compile_give_clear_errors():
         cm(x)
 
 
-def test_calls_see_every_change_to_the_model_made_after_the_last_call():
-    """Calls reuse the arrays fetched for the previous call until a module changes what it holds;
-    each way of changing it must reach the next call."""
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_calls_see_every_change_to_the_model_made_after_the_last_call(backend):
+    """Calls reuse the arrays fetched for the previous call (and the cpu executable its argument
+    list) until a module changes what it holds; each way of changing it must reach the next call."""
     lf.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
-    cm = lf.compile(model, ("N", 3), backend="reference")
+    cm = lf.compile(model, ("N", 3), backend=backend)
     x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
 
     def check():
