@@ -292,6 +292,18 @@ def k_affine_cm(y, out, m, s, t, relu, transpose):
                 row[i] = lo if v < lo else v
 
 
+def gemm_cm(x, w, out, xt, ot):
+    """The serial Linear drivers' GEMM, channel-major: ``w @ x.T`` (C, M) (for few rows of ``x``
+    OpenBLAS runs that orientation faster, measured 32x784x256: 94 vs 134 us, 32x256x128: 21 vs
+    42 us), or ``w @ x`` when ``xt`` says ``x`` is itself channel-major (K, M), the ``ot`` output of a
+    previous Linear.  Written into ``out`` when ``ot`` (it is (C, M) then), else into a new array;
+    returns it."""
+    n = x.shape[1] if xt else x.shape[0]
+    yt = out if ot else np.empty((w.shape[0], n), out.dtype)
+    k_gemm(w, x, yt, not xt)
+    return yt
+
+
 # ---------------------------------------------------------------------------------- allocation
 def advise_huge(a):
     """Ask Linux for transparent huge pages on a fresh buffer of at least ``HUGE_MIN`` bytes.
@@ -398,16 +410,12 @@ def op_linear_bn(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentu
 
 
 def op_linear_s(x, w, b, has_bias, relu, out, xt, ot):
-    """Serial flavour of :func:`op_linear`, channel-major: the GEMM computes ``w @ x.T`` (C, M) (for
-    few rows of ``x`` OpenBLAS runs that orientation faster, measured 32x784x256: 94 vs 134 us,
-    32x256x128: 21 vs 42 us), or ``w @ x`` when ``xt`` says ``x`` is itself channel-major (K, M),
-    the ``ot`` output of a previous Linear.  The bias (+ ReLU) epilogue (m = 0, s = 1, t = b; ``b`` is
-    zeros when the Linear has no bias) then runs in place and leaves ``out`` (C, M) when ``ot``, or
-    writes it transposed into ``out`` (M, C): between Linear layers no transposes at all."""
-    c = w.shape[0]
-    n = x.shape[1] if xt else x.shape[0]
-    yt = out if ot else np.empty((c, n), out.dtype)
-    k_gemm(w, x, yt, not xt)
+    """Serial flavour of :func:`op_linear`, channel-major (see :func:`gemm_cm`).  The bias (+ ReLU)
+    epilogue (m = 0, s = 1, t = b; ``b`` is zeros when the Linear has no bias) runs in place and
+    leaves ``out`` (C, M) when ``ot``, or writes it transposed into ``out`` (M, C): between Linear
+    layers no transposes at all."""
+    yt = gemm_cm(x, w, out, bool(xt), bool(ot))
+    c = yt.shape[0]
     m = np.empty(c, out.dtype)
     s = np.empty(c, out.dtype)
     for j in range(c):
@@ -420,10 +428,8 @@ def op_linear_bn_s(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momen
                    ot):
     """Serial flavour of :func:`op_linear_bn`, channel-major like :func:`op_linear_s`: each channel is
     a contiguous row of the GEMM output for the statistics and the epilogue."""
-    c = w.shape[0]
-    n = x.shape[1] if xt else x.shape[0]
-    yt = out if ot else np.empty((c, n), out.dtype)
-    k_gemm(w, x, yt, not xt)
+    yt = gemm_cm(x, w, out, bool(xt), bool(ot))
+    c, n = yt.shape
     m = np.empty(c, out.dtype)
     s = np.empty(c, out.dtype)
     t = np.empty(c, out.dtype)
@@ -469,7 +475,7 @@ def op_relu(x, out):
 
 
 # Emission order (helpers before their users keeps the generated file readable).
-HELPERS = ("k_gemm", "advise_huge", "update_running", "bn_mode_coeffs")
+HELPERS = ("k_gemm", "gemm_cm", "advise_huge", "update_running", "bn_mode_coeffs")
 # Kernels only small calls use (serial, compiled on their own like the ``_s`` variants).
 SMALL_KERNELS = ("k_rowstats", "k_affine_cm")
 # Op drivers: emitted as written (``run`` uses them) and as a serial flavour ``op_*_s`` whose every
