@@ -12,7 +12,7 @@ state is touched.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,9 @@ class CompiledModule:
         # (STATE_VERSION when fetched, state, training) of the last call; lazyfuse models only.
         self._tracked = isinstance(model, nn.Module)
         self._snapshot: tuple[int, dict[str, np.ndarray], dict[str | None, bool]] | None = None
+        # The replay of the last call (see ``__call__``): (STATE_VERSION, input count, per input
+        # (shape, strides, dtype), the runner's call bound to that call's state and flags or None).
+        self._hot: tuple[int, int, tuple[tuple[tuple, tuple, np.dtype], ...], Callable | None] | None = None
 
     @property
     def source(self) -> str:
@@ -68,23 +71,52 @@ class CompiledModule:
 
     # ---------------------------------------------------------------------------------- calling
     def __call__(self, *arrays: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        # Replay: no module changed since the last call and every input is an ndarray of that
+        # call's shape, strides and dtype (it was C-contiguous), so every check it passed holds.
+        hot = self._hot
+        repeated = False
+        if hot is not None and hot[0] == STATE_VERSION.value and len(arrays) == hot[1]:
+            for a, (shape, strides, dtype) in zip(arrays, hot[2]):
+                if (type(a) is not np.ndarray or a.shape != shape or a.strides != strides
+                        or a.dtype is not dtype):
+                    break
+            else:
+                if hot[3] is not None:
+                    return hot[3](arrays)
+                repeated = True
         inputs, bindings = self._check_inputs(arrays)
-        state, training = self._fetch()
+        version, state, training = self._fetch()
         self._check_batch_stats(bindings, training)
-        return self.runner.run(inputs, state, training)
+        result = self.runner.run(inputs, state, training)
+        if self._tracked and all(type(a) is np.ndarray and a is b for a, b in zip(arrays, inputs)):
+            # Bound on the second call in a row like this one: calls whose shapes keep changing
+            # never pay for binding.
+            self._hot = (version, len(inputs), tuple((a.shape, a.strides, a.dtype) for a in inputs),
+                         self._bind(inputs, state, training) if repeated else None)
+        return result
 
-    def _fetch(self) -> tuple[dict[str, np.ndarray], dict[str | None, bool]]:
-        """The model's arrays by target and the BatchNorm ``training`` flags by module path: the
-        last call's while no module changed since (one integer compare), else fetched anew."""
+    def _bind(self, inputs: list[np.ndarray], state: dict[str, np.ndarray],
+              training: dict[str | None, bool]) -> Callable[[Sequence[np.ndarray]], Any]:
+        """The runner's call with ``state`` and ``training`` fixed, for inputs like ``inputs``."""
+        bind = getattr(self.runner, "bind", None)
+        if bind is not None:
+            return bind(inputs, state, training)
+        run = self.runner.run
+        return lambda arrays: run(arrays, state, training)
+
+    def _fetch(self) -> tuple[int, dict[str, np.ndarray], dict[str | None, bool]]:
+        """STATE_VERSION as read before the fetch, the model's arrays by target and the BatchNorm
+        ``training`` flags by module path: the last call's while no module changed since (one
+        integer compare), else fetched anew."""
         version = STATE_VERSION.value  # read before fetching: a change during the fetch is not missed
         snapshot = self._snapshot
         if snapshot is not None and snapshot[0] == version:
-            return snapshot[1], snapshot[2]
+            return snapshot
         training = {path: self._module(path).training for _, path in self._bn_nodes}
         state = self._gather_state()
         if self._tracked:
             self._snapshot = (version, state, training)
-        return state, training
+        return version, state, training
 
     def _module(self, path: str | None) -> Any:
         return self.model.get_submodule(path or "")

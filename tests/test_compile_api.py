@@ -193,6 +193,73 @@ def test_calls_see_every_change_to_the_model_made_after_the_last_call(backend):
         cm(x)
 
 
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_a_repeated_call_is_replayed_and_anything_else_is_checked_again(backend, monkeypatch):
+    """A call like the last two (same model version, inputs of their shapes, strides and dtypes)
+    skips the input checks and state fetch; any other input is checked again in full."""
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU())
+    model.eval()
+    cm = lf.compile(model, ("N", 3), backend=backend)
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    for _ in range(2):  # the second call like the first binds the replay
+        np.testing.assert_allclose(cm(x), model(x), rtol=1e-6, atol=1e-6)
+
+    def no_checks(arrays):
+        raise AssertionError("a repeated call was checked again")
+
+    with monkeypatch.context() as m:
+        m.setattr(cm, "_check_inputs", no_checks)
+        y = x + 1  # a new array like x
+        np.testing.assert_allclose(cm(y), model(y), rtol=1e-6, atol=1e-6)
+    x7 = np.random.default_rng(1).standard_normal((7, 3)).astype(np.float32)
+    class Sub(np.ndarray):
+        pass
+
+    for other in (x7, np.asfortranarray(x), np.repeat(x, 2, axis=1)[:, ::2], x.view(Sub)):
+        np.testing.assert_allclose(cm(other), model(np.asarray(other, np.float32)), rtol=1e-6, atol=1e-6)
+        cm(x), cm(x)
+    for bad, error, match in [(x.astype(np.float64), DTypeError, "expected dtype float32"),
+                              (x[:, :2].copy(), ShapeError, "dim 1 is 2, expected 3"),
+                              (x[None], ShapeError, "expected rank 2, got rank 3")]:
+        with pytest.raises(error, match=match):
+            cm(bad)
+        cm(x), cm(x)
+    with pytest.raises(TypeError, match="takes 1 input"):
+        cm(x, x)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_replayed_calls_with_two_inputs_and_two_outputs(backend):
+    lf.manual_seed(0)
+    model = M.TwoInputs()
+    cm = lf.compile(model, ("N", 3), ("N", 2), backend=backend)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = rng.standard_normal((5, 3)).astype(np.float32)
+        y = rng.standard_normal((5, 2)).astype(np.float32)
+        for got, want in zip(cm(x, y), model(x, y)):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ShapeError, match="symbol N is already bound to 5"):
+        cm(x, y[:4])
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_replayed_train_calls_update_the_running_stats_every_time(backend):
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU())
+    eager = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU())
+    eager.load_state_dict(model.state_dict())
+    cm = lf.compile(model, ("N", 3), backend=backend)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = rng.standard_normal((6, 3)).astype(np.float32)
+        np.testing.assert_allclose(cm(x), eager(x), rtol=1e-5, atol=1e-6)
+    for name in ("running_mean", "running_var"):
+        np.testing.assert_allclose(getattr(model[1], name), getattr(eager[1], name), rtol=1e-5, atol=1e-6)
+    assert int(model[1].num_batches_tracked) == int(eager[1].num_batches_tracked) == 3
+
+
 def test_plain_shape_tuple_spec():
     model = nn.Sequential(nn.LazyLinear(2), nn.ReLU())
     cm = lf.compile(model, (4, 3), backend="reference")

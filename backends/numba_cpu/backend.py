@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,30 @@ class NumbaCPUExecutable:
         if name not in self._compiled:
             return self._first_call(name, fn, args, mutates)
         return self._call(fn, args, mutates)
+
+    def bind(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
+             training: Mapping[str | None, bool]) -> Callable[[Sequence[np.ndarray]], np.ndarray | tuple]:
+        """``run`` with ``state`` and ``training`` fixed, for inputs of the shapes, dtypes and layout
+        of ``inputs`` (so the same compiled function): what ``CompiledModule`` replays while the model
+        is unchanged.  A single-input graph in eval mode on the serial path, the usual small-batch
+        call, becomes one call of ``run_s`` with the other arguments prebound."""
+        args, mutates = self._build_args(inputs, state, training)
+        name = self.entry(inputs)
+        if name not in self._compiled:
+            return lambda arrays: self.run(arrays, state, training)
+        fn = getattr(self.module, name)
+        if fn is self._serial and not mutates and self._inputs == [0] and self._args[0][1] == 0:
+            rest = tuple(args[1:])
+            return lambda arrays: fn(arrays[0], *rest)
+        slots = [(i, self._args[i][1]) for i in self._inputs]
+
+        def call(arrays: Sequence[np.ndarray]) -> np.ndarray | tuple[np.ndarray, ...]:
+            full = list(args)
+            for i, k in slots:
+                full[i] = arrays[k]
+            return self._call(fn, full, mutates)
+
+        return call
 
     def _build_args(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
                     training: Mapping[str | None, bool]) -> tuple[list, bool]:
