@@ -3,9 +3,9 @@
 A backend has ``name``, ``pipeline`` (pass names run after tracing) and ``build(graph)`` returning
 an executable with ``.source``, ``run(inputs, state, training)`` and optionally ``bind(inputs,
 state, training)`` (``run`` with state and flags fixed, for inputs like these: see
-``CompiledModule.__call__``).  The built-in backends live in
-their own modules and register themselves when imported; ``get_backend`` imports them on demand so
-that Numba loads only when a model is compiled for it.
+``CompiledModule.__call__``).  The built-in backends live in their own modules and register
+themselves when imported; ``get_backend`` imports them on demand so that Numba loads only when a
+model is compiled for it.
 """
 
 from __future__ import annotations
