@@ -150,6 +150,25 @@ def test_mlp_hidden_layers_are_channel_major():
     assert {n.name for n in codegen.channel_major_values(cm.graph)} == {"fc1_bn1_relu1", "fc2_bn2_relu2"}
 
 
+def test_a_flatten_that_changes_no_shape_is_an_alias():
+    """Flatten of an (N, C) input is the input itself (as torch.flatten returns it): no Numba
+    reshape to compile; one of (N, C, L) still reshapes."""
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 3))
+    model.eval()
+    flat = lf.compile(model, lf.TensorSpec(("N", 6)), backend="cpu")
+    assert "v_flatten_0 = a_input  # no-op" in flat.source and ".reshape(" not in flat.source.split("def run(")[1]
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    np.testing.assert_allclose(flat(x), model(x), rtol=1e-6, atol=1e-6)
+    alone = lf.compile(nn.Flatten(), lf.TensorSpec(("N", 6)), backend="cpu")
+    np.testing.assert_array_equal(alone(x), x)
+    lazy = nn.Sequential(nn.Flatten(), nn.LazyLinear(3))
+    cm3 = lf.compile(lazy, lf.TensorSpec(("N", 2, 3)), backend="cpu")
+    assert "v_flatten_0 = a_input.reshape((sym_N, 6))" in cm3.source
+    lazy.eval()
+    np.testing.assert_allclose(cm3(x.reshape(4, 2, 3)), lazy(x.reshape(4, 2, 3)), rtol=1e-6, atol=1e-6)
+
+
 def test_small_calls_take_the_serial_flavour(zoo):
     dtype, model, cm, _, _ = zoo
     rng = np.random.default_rng(5)

@@ -243,7 +243,9 @@ class _Emitter:
         self.var[node] = out
         ins = [self.var[i] for i in node.inputs]
         op = node.op
-        if op in ("flatten", "reshape"):
+        if op in ("flatten", "reshape") and node.inputs[0].type.shape == node.type.shape:
+            self.emit(f"{out} = {ins[0]}  # no-op: same shape (and no Numba reshape to compile)")
+        elif op in ("flatten", "reshape"):
             self.emit(f"{out} = {ins[0]}.reshape({self.shape(node.type, node)})")
         elif op == "relu":
             self.emit(f"{out} = np.empty_like({ins[0]})")
