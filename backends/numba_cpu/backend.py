@@ -27,6 +27,8 @@ class NumbaCPUExecutable:
         self.cached: bool = self.path is not None
         self._args = gen.args
         self._inputs = [i for i, (kind, _) in enumerate(gen.args) if kind == "input"]
+        # (position in run()'s arguments, index of the model input that goes there)
+        self._slots = [(i, gen.args[i][1]) for i in self._inputs]
         self._small = self.module.small
         self._serial = self.module.run_s
         # Train-mode calls update running stats in place: one at a time per compiled graph.
@@ -50,9 +52,7 @@ class NumbaCPUExecutable:
             training: Mapping[str | None, bool]) -> np.ndarray | tuple[np.ndarray, ...]:
         last = self._last
         if last is not None and last[0] is state and last[1] is training:
-            args, mutates = list(last[2]), last[3]
-            for i in self._inputs:
-                args[i] = inputs[self._args[i][1]]
+            args, mutates = self._with_inputs(last[2], inputs), last[3]
         else:
             args, mutates = self._build_args(inputs, state, training)
             self._last = (state, training, args, mutates)
@@ -73,18 +73,17 @@ class NumbaCPUExecutable:
         if name not in self._compiled:
             return lambda arrays: self.run(arrays, state, training)
         fn = getattr(self.module, name)
-        if fn is self._serial and not mutates and self._inputs == [0] and self._args[0][1] == 0:
+        if fn is self._serial and not mutates and self._slots == [(0, 0)]:
             rest = tuple(args[1:])
             return lambda arrays: fn(arrays[0], *rest)
-        slots = [(i, self._args[i][1]) for i in self._inputs]
+        return lambda arrays: self._call(fn, self._with_inputs(args, arrays), mutates)
 
-        def call(arrays: Sequence[np.ndarray]) -> np.ndarray | tuple[np.ndarray, ...]:
-            full = list(args)
-            for i, k in slots:
-                full[i] = arrays[k]
-            return self._call(fn, full, mutates)
-
-        return call
+    def _with_inputs(self, args: list, inputs: Sequence[np.ndarray]) -> list:
+        """A copy of the argument list ``args`` with ``inputs`` in the input positions."""
+        full = list(args)
+        for i, k in self._slots:
+            full[i] = inputs[k]
+        return full
 
     def _build_args(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
                     training: Mapping[str | None, bool]) -> tuple[list, bool]:
