@@ -235,11 +235,97 @@ def bench_compile(samples: int) -> list[dict[str, Any]]:
     return rows
 
 
+# OpenBLAS kernel sets to compare (``OPENBLAS_CORETYPE``), with the CPU flags each one needs: forcing a
+# core whose instructions the CPU lacks would crash the process.  ``None`` is OpenBLAS's own pick.
+_CORES: tuple[tuple[str | None, tuple[str, ...]], ...] = (
+    (None, ()), ("Haswell", ("avx2", "fma")), ("SkylakeX", ("avx512f", "avx512bw", "avx512dq", "avx512vl")))
+
+_GEMM_SNIPPET = """
+import json, statistics, sys, time
+import numpy as np
+from threadpoolctl import threadpool_info
+n, k, reps = (int(v) for v in sys.argv[1:4])
+rng = np.random.default_rng(0)
+def median_s(fn, calls):
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        ts.append((time.perf_counter() - t) / calls)
+    return statistics.median(ts)
+x = rng.standard_normal((n, k)).astype(np.float32)
+w = rng.standard_normal((k, k)).astype(np.float32)
+y = np.empty((n, k), np.float32)
+xs = rng.standard_normal((32, 784)).astype(np.float32)
+ws = rng.standard_normal((256, 784)).astype(np.float32)
+ys = np.empty((256, 32), np.float32)
+big = median_s(lambda: np.matmul(x, w.T, out=y), 1)
+small = median_s(lambda: np.matmul(ws, xs.T, out=ys), 100)
+core = [i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"]
+print(json.dumps({"core": core[0] if core else None, "big_s": big, "small_s": small}))
+"""
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def bench_blas_cores(samples: int, quick: bool) -> list[dict[str, Any]]:
+    """The benchmark's bare GEMMs under each OpenBLAS kernel set this CPU can run: OpenBLAS's own
+    pick, and ``OPENBLAS_CORETYPE=Haswell`` (AVX2) / ``SkylakeX`` (AVX-512) forced.
+
+    OpenBLAS reads ``OPENBLAS_CORETYPE`` once, when it loads, so each sample is one fresh process
+    per core, in an order that rotates every sample; a row reports the median times, the median of
+    the per-sample ratios to OpenBLAS's own pick, and the core that threadpoolctl saw in use.  lazyfuse
+    calls the same ``cblas_sgemm`` (see README, Backends), so its GEMM time moves with these.  Empty
+    without an OpenBLAS (the variable means nothing to other BLAS libraries)."""
+    if not any(i.get("internal_api") == "openblas" for i in blas_info()):
+        return []
+    flags = _cpu_flags()
+    cores = [name for name, need in _CORES if name is None or (flags and all(f in flags for f in need))]
+    n, k, reps = (1024, 512, 3) if quick else (4096, 1024, 7)
+    times: dict[str | None, list[tuple[float, float]]] = {c: [] for c in cores}
+    seen: dict[str | None, str | None] = {}
+    for i in range(samples):
+        for core in cores[i % len(cores):] + cores[:i % len(cores)]:
+            env = dict(os.environ)
+            env.pop("OPENBLAS_CORETYPE", None)
+            if core is not None:
+                env["OPENBLAS_CORETYPE"] = core
+            out = subprocess.run([sys.executable, "-c", _GEMM_SNIPPET, str(n), str(k), str(reps)], env=env,
+                                 capture_output=True, text=True, check=True).stdout
+            got = json.loads(out.splitlines()[-1])
+            seen[core] = got["core"]
+            times[core].append((got["big_s"], got["small_s"]))
+    rows = []
+    for core in cores:
+        big = [t[0] for t in times[core]]
+        small = [t[1] for t in times[core]]
+        rows.append({
+            "bench": f"bare GEMMs, OPENBLAS_CORETYPE={core or '(unset)'}", "requested": core,
+            "core": seen[core], "samples": samples,
+            "gemm_shape": [n, k, k], "gemm_ms": statistics.median(big) * 1e3,
+            "gemm32_us": statistics.median(small) * 1e6,
+            "gemm_vs_unset": statistics.median(b / d[0] for b, d in zip(big, times[None])),
+            "gemm32_vs_unset": statistics.median(s / d[1] for s, d in zip(small, times[None]))})
+    return rows
+
+
 def run(quick: bool = False) -> list[dict[str, Any]]:
     """All benchmarks; ``quick`` uses small shapes and few rounds."""
     rounds = _ROUNDS_QUICK if quick else _ROUNDS_FULL
     rows = bench_fused_linear(rounds, quick) + bench_mlp(rounds) + bench_bn(rounds, quick)
     rows += bench_compile(1 if quick else 5)
+    rows += bench_blas_cores(1 if quick else 5, quick)
     return rows
 
 
@@ -259,7 +345,11 @@ def main(argv: list[str] | None = None) -> None:
             "env": threads.settings(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE")}
     for r in rows:
-        if "ratio" in r:
+        if "core" in r:
+            print(f"{r['bench']:<48} core {r['core']}: GEMM {tuple(r['gemm_shape'])} {r['gemm_ms']:.2f} ms "
+                  f"({r['gemm32_us']:.1f} us at 32x784x256), vs unset {r['gemm_vs_unset']:.3f} "
+                  f"({r['gemm32_vs_unset']:.3f}), median of {r['samples']}")
+        elif "ratio" in r:
             met = "" if "met" not in r else (f"  target <= {r['target']:.2f} " +
                                                ("met" if r["met"] else "NOT met"))
             print(f"{r['bench']:<48} vs {r['baseline']:<28} {r['lazyfuse_ms']:9.3f} ms / "
