@@ -320,13 +320,19 @@ def bench_blas_cores(samples: int, quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
-    """All benchmarks; ``quick`` uses small shapes and few rounds."""
+def sections(quick: bool = False) -> list[Callable[[], list[dict[str, Any]]]]:
+    """The benchmark's sections in running order, each returning its rows; ``quick`` uses small
+    shapes and few rounds."""
     rounds = _ROUNDS_QUICK if quick else _ROUNDS_FULL
-    rows = bench_fused_linear(rounds, quick) + bench_mlp(rounds) + bench_bn(rounds, quick)
-    rows += bench_compile(1 if quick else 5)
-    rows += bench_blas_cores(1 if quick else 5, quick)
-    return rows
+    samples = 1 if quick else 5
+    return [lambda: bench_fused_linear(rounds, quick), lambda: bench_mlp(rounds),
+            lambda: bench_bn(rounds, quick), lambda: bench_compile(samples),
+            lambda: bench_blas_cores(samples, quick)]
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    """All benchmarks' rows (see :func:`sections`)."""
+    return [row for section in sections(quick) for row in section()]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -334,7 +340,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="small shapes, few rounds")
     ap.add_argument("--json", metavar="PATH", help="write machine info and rows as JSON")
     args = ap.parse_args(argv)
-    rows = run(args.quick)
+    rows: list[dict[str, Any]] = []
+    error = None
+    try:
+        for section in sections(args.quick):
+            rows += section()
+    except BaseException as e:  # Ctrl-C included: what was measured is still reported and saved
+        error = f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        _report(rows, args.json, error)
+
+
+def _report(rows: list[dict[str, Any]], json_path: str | None, error: str | None) -> None:
+    """Print the rows and, with ``json_path``, write them with the machine's description (and the
+    error that stopped the run early, if one did)."""
     import numba
 
     from lazyfuse.backends.numba_cpu import threads
@@ -362,9 +382,14 @@ def main(argv: list[str] | None = None) -> None:
                   f"{'met' if r['met'] else 'NOT met'}")
     print("numba threading layer:", info["numba_threading_layer"], "env:", json.dumps(info["env"]))
     print("BLAS:", json.dumps(info["blas"]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"info": info, "rows": rows}, f, indent=2)
+    if error is not None:
+        print(f"stopped early ({error}): the rows above are the sections that finished")
+    if json_path:
+        out: dict[str, Any] = {"info": info, "rows": rows}
+        if error is not None:
+            out["error"] = error
+        with open(json_path, "w") as f:
+            json.dump(out, f, indent=2)
 
 
 if __name__ == "__main__":

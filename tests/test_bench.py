@@ -90,7 +90,7 @@ def test_main_prints_every_kind_of_row_and_writes_json(monkeypatch, tmp_path, ca
          "samples": 1, "gemm_shape": [8, 4, 4], "gemm_ms": 1.5, "gemm32_us": 80.0, "gemm_vs_unset": 1.1,
          "gemm32_vs_unset": 0.9},
     ]
-    monkeypatch.setattr(cpu_fused, "run", lambda quick: rows)
+    monkeypatch.setattr(cpu_fused, "sections", lambda quick: [lambda: rows[:2], lambda: rows[2:]])
     out = tmp_path / "out.json"
     cpu_fused.main(["--json", str(out)])
     text = capsys.readouterr().out
@@ -98,4 +98,26 @@ def test_main_prints_every_kind_of_row_and_writes_json(monkeypatch, tmp_path, ca
     assert "median 2.00 s" in text
     assert "core Haswell: GEMM (8, 4, 4) 1.50 ms (80.0 us at 32x784x256), vs unset 1.100 (0.900)" in text
     saved = json.loads(out.read_text())
-    assert saved["rows"] == rows and "blas" in saved["info"]
+    assert saved["rows"] == rows and "blas" in saved["info"] and "error" not in saved
+
+
+def test_a_run_that_stops_early_still_reports_and_saves_the_finished_sections(monkeypatch, tmp_path, capsys):
+    row = {"bench": "compile", "seconds": 2.0, "samples": [2.0], "import_seconds": 0.1, "target": 3.0,
+           "met": True}
+
+    def broken():
+        raise RuntimeError("section failed")
+
+    monkeypatch.setattr(cpu_fused, "sections", lambda quick: [lambda: [row], broken, lambda: [row]])
+    out = tmp_path / "out.json"
+    with pytest.raises(RuntimeError, match="section failed"):
+        cpu_fused.main(["--json", str(out)])
+    assert "stopped early (RuntimeError: section failed)" in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == [row] and saved["error"] == "RuntimeError: section failed"
+
+
+def test_run_is_every_section_in_order(monkeypatch):
+    parts = [lambda: [{"n": 1}], lambda: [{"n": 2}, {"n": 3}]]
+    monkeypatch.setattr(cpu_fused, "sections", lambda quick: parts)
+    assert cpu_fused.run() == [{"n": 1}, {"n": 2}, {"n": 3}]
