@@ -68,10 +68,10 @@ class NumbaCPUExecutable:
         of ``inputs`` (so the same compiled function): what ``CompiledModule`` replays while the model
         is unchanged.  A single-input graph in eval mode on the serial path, the usual small-batch
         call, becomes one call of ``run_s`` with the other arguments prebound."""
-        args, mutates = self._build_args(inputs, state, training)
         name = self.entry(inputs)
         if name not in self._compiled:
             return lambda arrays: self.run(arrays, state, training)
+        args, mutates = self._build_args(inputs, state, training)
         fn = getattr(self.module, name)
         if fn is self._serial and not mutates and self._slots == [(0, 0)]:
             rest = tuple(args[1:])
