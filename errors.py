@@ -33,7 +33,8 @@ class StateDictError(LazyFuseError, ValueError):
 
 
 class TraceError(LazyFuseError, TypeError):
-    """The tracer met Python it cannot record (control flow on a symbolic value, ...)."""
+    """The tracer met Python it cannot record (control flow on a symbolic value, ...) or input specs
+    it cannot use (a spec of the wrong kind, a count that does not match ``forward``)."""
 
 
 class IRError(LazyFuseError, ValueError):
@@ -56,6 +57,16 @@ class CompileError(LazyFuseError, ValueError):
     """A backend could not compile a graph."""
 
 
+class InputError(LazyFuseError, TypeError):
+    """A compiled model was called with the wrong number of inputs."""
+
+
+class StateError(LazyFuseError, ValueError):
+    """A compiled model's modules, parameters or buffers no longer fit the call: a module was
+    removed, replaced by another kind or given other settings since compile, a parameter or buffer
+    is gone, or a buffer the call updates in place is read-only."""
+
+
 __all__ = [
     "LazyFuseError",
     "ConfigError",
@@ -69,4 +80,6 @@ __all__ = [
     "VerifierError",
     "InferenceError",
     "CompileError",
+    "InputError",
+    "StateError",
 ]

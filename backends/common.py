@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lazyfuse.errors import DTypeError, ShapeError, UninitializedParameterError
+from lazyfuse.errors import DTypeError, InputError, ShapeError, StateError, UninitializedParameterError
 from lazyfuse.frontends import nn
 from lazyfuse.frontends.nn.module import STATE_VERSION
 from lazyfuse.ir.graph import Graph, Node
@@ -51,14 +51,24 @@ class CompiledModule:
         # BatchNorm nodes (plain or fused) with the module path whose ``training`` flag they follow.
         self._bn_nodes: list[tuple[Node, str | None]] = [
             (n, bn_module(n)) for n in graph.nodes if n.op == "batch_norm" or bn_module(n)]
+        # The running-stat buffers a train-mode call updates in place (a BatchNorm node's last three
+        # operands when it tracks them), with the module path whose ``training`` flag decides.
+        self._updated: list[tuple[str, str | None]] = [
+            (operand.attrs["target"], path) for n, path in self._bn_nodes
+            if n.attrs.get("track_running_stats", True) for operand in n.inputs[-3:]]
+        # Per module the graph runs: its class and the settings the graph baked in (checked again
+        # whenever some module changed, since a call cannot follow a new class or new settings).
+        self._compiled_as = compiled_modules(model, graph) if isinstance(model, nn.Module) else {}
         # The input shapes of the last call and the symbol sizes they bound.
         self._last_shapes: tuple[tuple, dict[str, int]] | None = None
         # (STATE_VERSION when fetched, state, training) of the last call; lazyfuse models only.
         self._tracked = isinstance(model, nn.Module)
         self._snapshot: tuple[int, dict[str, np.ndarray], dict[str | None, bool]] | None = None
         # The replay of the last call (see ``__call__``): (STATE_VERSION, input count, per input
-        # (shape, strides, dtype), the runner's call bound to that call's state and flags or None).
-        self._hot: tuple[int, int, tuple[tuple[tuple, tuple, np.dtype], ...], Callable | None] | None = None
+        # (shape, strides, dtype), the runner's call bound to that call's state and flags or None,
+        # the buffers that call updates in place).
+        self._hot: tuple[int, int, tuple[tuple[tuple, tuple, np.dtype], ...], Callable | None,
+                         tuple[np.ndarray, ...]] | None = None
 
     @property
     def source(self) -> str:
@@ -81,18 +91,30 @@ class CompiledModule:
                         or a.dtype is not dtype):
                     break
             else:
-                if hot[3] is not None:
-                    return hot[3](arrays)
-                repeated = True
+                # A buffer this call updates must still be writable (flags change in place, unseen).
+                if not hot[4] or all(b.flags.writeable for b in hot[4]):
+                    if hot[3] is None:
+                        repeated = True
+                    else:
+                        try:
+                            return hot[3](arrays)
+                        except Exception:
+                            # Read-only arrays that the call only reads fail the cpu backend's
+                            # argument typing before anything runs; the checked call copies them.
+                            if not self._read_only_state():
+                                raise
+                            self._hot = None
         inputs, bindings = self._check_inputs(arrays)
         version, state, training = self._fetch()
         self._check_batch_stats(bindings, training)
+        self._check_writable(state, training)
         result = self.runner.run(inputs, state, training)
         if self._tracked and all(type(a) is np.ndarray and a is b for a, b in zip(arrays, inputs)):
             # Bound on the second call in a row like this one: calls whose shapes keep changing
             # never pay for binding.
             self._hot = (version, len(inputs), tuple((a.shape, a.strides, a.dtype) for a in inputs),
-                         self._bind(inputs, state, training) if repeated else None)
+                         self._bind(inputs, state, training) if repeated else None,
+                         tuple(state[t] for t, path in self._updated if training[path]))
         return result
 
     def _bind(self, inputs: list[np.ndarray], state: dict[str, np.ndarray],
@@ -112,6 +134,7 @@ class CompiledModule:
         snapshot = self._snapshot
         if snapshot is not None and snapshot[0] == version:
             return snapshot
+        self._check_modules()
         training = {path: self._module(path).training for _, path in self._bn_nodes}
         state = self._gather_state()
         if self._tracked:
@@ -123,8 +146,8 @@ class CompiledModule:
 
     def _check_inputs(self, arrays: Sequence[Any]) -> tuple[list[np.ndarray], dict[str, int]]:
         if len(arrays) != len(self._inputs):
-            raise TypeError(f"compiled {self.graph.name} takes {len(self._inputs)} input(s), "
-                            f"got {len(arrays)}")
+            raise InputError(f"compiled {self.graph.name} takes {len(self._inputs)} input(s), "
+                             f"got {len(arrays)}")
         out = []
         for (node, dtype, what), arr in zip(self._input_checks, arrays):
             a = np.asarray(arr)
@@ -151,9 +174,43 @@ class CompiledModule:
             shape = node.type.evaluate(bindings)
             count = math.prod(shape) // shape[1] if len(shape) > 1 and shape[1] else 0
             if count <= 1:
-                who = f"module '{path}'" if path else "batch_norm"
-                raise ShapeError(f"compiled {self.graph.name}: {who}: expected more than 1 value per "
-                                 f"channel when training, got input of shape {shape}")
+                who = f"module '{path}' ({type(self._module(path)).__name__}): " if path else ""
+                raise ShapeError(f"compiled {self.graph.name}: {who}batch_norm: expected more than 1 "
+                                 f"value per channel when training, got input of shape {shape}")
+
+    def _check_writable(self, state: dict[str, np.ndarray], training: dict[str | None, bool]) -> None:
+        """A train-mode call updates running stats in place: refuse read-only ones before any update."""
+        for target, path in self._updated:
+            if training[path] and not state[target].flags.writeable:
+                who = f"module '{path}' ({type(self._module(path)).__name__}): " if path else ""
+                raise StateError(f"compiled {self.graph.name}: {who}batch_norm: buffer "
+                                 f"'{target}' is read-only, and a train-mode call updates it in place; "
+                                 "assign a writable copy (np.array(...)) or call model.eval()")
+
+    def _read_only_state(self) -> bool:
+        snapshot = self._snapshot
+        return snapshot is not None and any(
+            a is not None and not a.flags.writeable for a in snapshot[1].values())
+
+    def _check_modules(self) -> None:
+        """Every module the graph runs is still there, of the class and with the settings compiled."""
+        for path, (cls, settings) in self._compiled_as.items():
+            try:
+                mod = self._module(path)
+            except AttributeError:
+                raise StateError(f"compiled {self.graph.name}: module '{path}' ({cls.__name__}) is no "
+                                 "longer in the model; compile the model again") from None
+            if type(mod) is not cls:
+                raise StateError(f"compiled {self.graph.name}: module '{path}' is now "
+                                 f"{type(mod).__name__}, compiled as {cls.__name__}; compile the "
+                                 "model again")
+            for name, value in settings.items():
+                now = getattr(mod, name, _MISSING)
+                if not _same(now, value):
+                    now_text = "missing" if now is _MISSING else repr(now)
+                    raise StateError(f"compiled {self.graph.name}: module '{path}' ({cls.__name__}): "
+                                     f"{name} is now {now_text}, compiled with {value!r}; compile the "
+                                     "model again")
 
     def _gather_state(self) -> dict[str, np.ndarray]:
         state = {}
@@ -170,10 +227,13 @@ class CompiledModule:
     def _state_error(self, owner: Any, node: Node, name: str, members: str, value: Any) -> None:
         """Raise the error for a param/buffer that is missing, uninitialized or no longer matches."""
         target = node.attrs["target"]
-        if value is None and name not in getattr(owner, members):
+        if value is None:
             kind = "parameter" if node.op == "param" else "buffer"
-            raise AttributeError(f"{type(owner).__name__} has no {kind} '{name}' (target '{target}')")
-        if value is None or nn.is_uninitialized(value):
+            none = " (it is None)" if name in getattr(owner, members) else ""
+            raise StateError(f"compiled {self.graph.name}: {type(owner).__name__} has no {kind} "
+                             f"'{name}'{none} (target '{target}'), compiled with {node.type}; compile "
+                             "the model again")
+        if nn.is_uninitialized(value):
             raise UninitializedParameterError(f"compiled {self.graph.name}: {node.op} '{target}' "
                                               "is uninitialized in the model")
         arr = np.asarray(value)
@@ -182,3 +242,30 @@ class CompiledModule:
                              f"compiled for {node.type}; compile the model again")
         raise ShapeError(f"compiled {self.graph.name}: {node.op} '{target}' now has shape "
                          f"{tuple(arr.shape)}, compiled for {node.type}; compile the model again")
+
+
+_MISSING = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return a is b or bool(a == b)
+    except (TypeError, ValueError):  # an array compared elementwise, ...
+        return False
+
+
+def compiled_modules(model: nn.Module, graph: Graph) -> dict[str, tuple[type, dict[str, Any]]]:
+    """Per module path the graph's nodes came from (fused nodes name all of theirs): the module's
+    class now, and the node attributes that are plain attributes of the module with the same value
+    (``eps``, ``momentum``, ``in_features``, ``start_dim``, ...): the settings the graph baked in."""
+    found: dict[str, tuple[type, dict[str, Any]]] = {}
+    for node in graph.nodes:
+        paths = node.attrs.get("modules") or ((node.module,) if node.module is not None else ())
+        for path in paths:
+            mod = model.get_submodule(path)
+            settings = found.setdefault(path, (type(mod), {}))[1]
+            plain = vars(mod)
+            for name, value in node.attrs.items():
+                if name in plain and not name.startswith("_") and _same(plain[name], value):
+                    settings[name] = value
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -14,7 +15,15 @@ import lazyfuse as lf
 from lazyfuse import nn
 from lazyfuse.backends import BACKENDS, available_backends, get_backend, register_backend
 from lazyfuse.backends.reference import ReferenceExecutable
-from lazyfuse.errors import CompileError, DTypeError, InferenceError, ShapeError, UninitializedParameterError
+from lazyfuse.errors import (
+    CompileError,
+    DTypeError,
+    InferenceError,
+    InputError,
+    ShapeError,
+    StateError,
+    UninitializedParameterError,
+)
 
 
 def test_unknown_backend_lists_available_ones():
@@ -128,6 +137,99 @@ def test_compile_errors_leave_the_model_alone():
         assert_same(before, snapshot(model))
 
 
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+@pytest.mark.parametrize("change, match", [
+    (lambda m: setattr(m[1], "momentum", 0.5),
+     "'1' \\(BatchNorm1d\\): momentum is now 0.5, compiled with 0.1"),
+    (lambda m: setattr(m[1], "momentum", None), "momentum is now None, compiled with 0.1"),
+    (lambda m: setattr(m[1], "eps", 1.0), "'1' \\(BatchNorm1d\\): eps is now 1.0, compiled with 1e-05"),
+    (lambda m: setattr(m[1], "track_running_stats", False), "track_running_stats is now False"),
+    (lambda m: m.__setitem__(2, nn.Identity()), "module '2' is now Identity, compiled as ReLU"),
+    (lambda m: m.__setitem__(1, nn.Identity()), "module '1' is now Identity, compiled as BatchNorm1d"),
+    (lambda m: m._modules.pop("3"), "module '3' \\(Flatten\\) is no longer in the model"),
+    (lambda m: setattr(m[3], "start_dim", 0), "'3' \\(Flatten\\): start_dim is now 0, compiled with 1"),
+])
+def test_modules_changed_after_compile_give_a_clear_error(backend, change, match):
+    """The compiled graph cannot follow another module class or other settings: the next call says
+    so (instead of silently running what was compiled), touches nothing, and works once undone."""
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Flatten())
+    cm = lf.compile(model, ("N", 3), backend=backend)
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    cm(x), cm(x)  # replayed from here on, until a module changes
+    original = [model[i] for i in range(4)]
+    settings = {k: getattr(model[j], k) for j, k in [(1, "momentum"), (1, "eps"), (1, "track_running_stats"),
+                                                     (3, "start_dim")]}
+    change(model)
+    before = snapshot(model)
+    with pytest.raises(StateError, match=match + ".*; compile the model again"):
+        cm(x)
+    assert_same(before, snapshot(model))
+    for i, mod in enumerate(original):  # undo: put the compiled modules and settings back
+        model._modules[str(i)] = mod
+    for k, v in settings.items():
+        setattr(model[3 if k == "start_dim" else 1], k, v)
+    np.testing.assert_allclose(cm(x), nn.Sequential(*original)(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_new_module_of_the_compiled_class_and_settings_is_used():
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=None), nn.ReLU())
+    cm = lf.compile(model, ("N", 3), backend="cpu")
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    cm(x)
+    model[1] = nn.BatchNorm1d(4, momentum=None)
+    model[2] = nn.ReLU()
+    ref = copy.deepcopy(model)
+    np.testing.assert_allclose(cm(x), ref(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model[1].running_var, ref[1].running_var, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_read_only_running_stats(backend):
+    """Eval calls only read the running stats, so read-only ones (a memory-mapped checkpoint, say)
+    work; a train-mode call would update them in place and is refused before anything changes,
+    also when the flag flips between two replayed calls (no module change to notice)."""
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU())
+    cm = lf.compile(model, ("N", 3), backend=backend)
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    cm(x), cm(x), cm(x)  # train, replayed
+    model[1].running_var.setflags(write=False)
+    before = snapshot(model)
+    with pytest.raises(StateError, match="module '1' \\(BatchNorm1d\\): batch_norm: buffer '1.running_var' "
+                                         "is read-only, and a train-mode call updates it in place"):
+        cm(x)
+    assert_same(before, snapshot(model))
+    model.eval()
+    expected = model(x)
+    for _ in range(3):
+        np.testing.assert_allclose(cm(x), expected, rtol=1e-6, atol=1e-6)
+    model[1].running_var.setflags(write=True)
+    np.testing.assert_allclose(cm(x), expected, rtol=1e-6, atol=1e-6)
+    model.train()
+    cm(x), cm(x)
+    model[1].num_batches_tracked.setflags(write=False)  # flipped between replayed calls
+    with pytest.raises(StateError, match="buffer '1.num_batches_tracked' is read-only"):
+        cm(x)
+    model[1].num_batches_tracked.setflags(write=True)
+    nbt = int(model[1].num_batches_tracked)
+    cm(x)
+    assert int(model[1].num_batches_tracked) == nbt + 1
+
+
+def test_read_only_weights_are_used_as_they_are():
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    cm = lf.compile(model, ("N", 3), backend="cpu")
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    model.eval()
+    cm(x), cm(x)
+    model[0].weight.setflags(write=False)
+    for _ in range(3):
+        np.testing.assert_allclose(cm(x), model(x), rtol=1e-6, atol=1e-6)
+
+
 def test_params_changed_after_compile_give_a_clear_error():
     model = nn.Sequential(nn.LazyLinear(2))
     cm = lf.compile(model, ("N", 3), backend="reference")
@@ -149,7 +251,11 @@ def test_params_replaced_or_removed_after_compile_give_clear_errors():
     with pytest.raises(UninitializedParameterError, match="param '0.weight' is uninitialized in the model"):
         cm(x)
     del model[0]._parameters["weight"]
-    with pytest.raises(AttributeError, match="Linear has no parameter 'weight' \\(target '0.weight'\\)"):
+    with pytest.raises(StateError, match="Linear has no parameter 'weight' \\(target '0.weight'\\), "
+                                         "compiled with f32\\[2,3\\]; compile the model again"):
+        cm(x)
+    model[0] = nn.Linear(3, 2, bias=False)
+    with pytest.raises(StateError, match="Linear has no parameter 'bias' \\(it is None\\)"):
         cm(x)
 
 
@@ -184,7 +290,7 @@ def test_calls_see_every_change_to_the_model_made_after_the_last_call(backend):
     model[1].training = False
     check()
     model[0]._parameters.pop("bias")
-    with pytest.raises(AttributeError, match="Linear has no parameter 'bias'"):
+    with pytest.raises(StateError, match="Linear has no parameter 'bias'"):
         cm(x)
     model[0].bias = nn.Parameter(np.zeros(4, np.float32))
     check()
@@ -226,8 +332,10 @@ def test_a_repeated_call_is_replayed_and_anything_else_is_checked_again(backend,
         with pytest.raises(error, match=match):
             cm(bad)
         cm(x), cm(x)
-    with pytest.raises(TypeError, match="takes 1 input"):
+    with pytest.raises(InputError, match="takes 1 input\\(s\\), got 2"):
         cm(x, x)
+    with pytest.raises(TypeError, match="takes 1 input\\(s\\), got 0"):  # InputError is a TypeError
+        cm()
 
 
 @pytest.mark.parametrize("backend", ["reference", "cpu"])
@@ -285,3 +393,49 @@ def test_examples_compile_and_match_eager(name, spec, shape):
     np.testing.assert_allclose(cm(x), eager(x), rtol=2e-5, atol=2e-6)
     for k, v in model.state_dict().items():
         np.testing.assert_allclose(v, eager.state_dict()[k], rtol=2e-5, atol=2e-6, err_msg=k)
+
+
+def test_compile_with_the_wrong_number_of_specs_is_a_trace_error():
+    from lazyfuse.errors import TraceError
+
+    model = nn.Sequential(nn.Linear(4, 3))
+    takes = "model Sequential's forward takes 1 input\\(s\\), got"
+    with pytest.raises(TraceError, match=f"{takes} 2 spec\\(s\\)"):
+        lf.compile(model, ("N", 4), ("N", 4), backend="reference")
+    with pytest.raises(TraceError, match=f"{takes} 0 spec\\(s\\)"):
+        lf.compile(model, backend="reference")
+    with pytest.raises(TraceError, match="model TwoInputs's forward takes 2 input\\(s\\), got 1 spec"):
+        lf.compile(M.TwoInputs(), ("N", 3), backend="reference")
+
+
+def test_infer_shapes_of_a_model_says_to_trace_it_first():
+    from lazyfuse.errors import TraceError
+
+    model = M.ConvLikeBN()
+    with pytest.raises(TraceError, match="expected a lazyfuse.Graph, got ConvLikeBN; trace the model first"):
+        lf.infer_shapes(model)
+    with pytest.raises(TypeError, match="expected a lazyfuse.Graph, got str$"):
+        lf.infer_shapes("graph")
+    assert model.has_uninitialized_params()
+
+
+@pytest.mark.parametrize("seed, match", [
+    ("a", "seed must be an int, got str 'a'"), (1.5, "got float 1.5"), (None, "got NoneType"),
+    (True, "got bool True"), (2**64, "must be in \\[-2\\*\\*63, 2\\*\\*64 - 1\\], got 18446744073709551616"),
+    (-(2**63) - 1, "got -9223372036854775809"),
+])
+def test_manual_seed_rejects_bad_seeds_and_keeps_the_generator(seed, match):
+    from lazyfuse.errors import ConfigError
+    from lazyfuse.frontends.nn.init import get_generator
+
+    before = get_generator()
+    with pytest.raises(ConfigError, match=match):
+        lf.manual_seed(seed)
+    assert get_generator() is before
+
+
+def test_manual_seed_takes_negative_seeds_like_torch():
+    draws = {s: lf.manual_seed(s).random() for s in (-1, 2**64 - 1, np.int64(-(2**63)), 2**63, 0)}
+    assert draws[-1] == draws[2**64 - 1]  # torch seeds -1 as 2**64 - 1 too
+    assert draws[2**63] == draws[-(2**63)]
+    assert draws[0] != draws[-1]

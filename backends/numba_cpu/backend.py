@@ -35,9 +35,10 @@ class NumbaCPUExecutable:
         self._state_lock = threading.Lock()
         self._first_call_lock = threading.Lock()
         self._compiled: set[str] = set()
-        # The last (state, training) seen and the argument list built from them: CompiledModule
-        # passes the same mappings again while the model is unchanged, then only inputs differ.
-        self._last: tuple[Mapping, Mapping, list, bool] | None = None
+        # The last (state, training) seen, the argument list built from them, whether it updates
+        # state, and a check that its arrays are still writable: CompiledModule passes the same
+        # mappings again while the model is unchanged, then only inputs differ.
+        self._last: tuple[Mapping, Mapping, list, bool, Callable[[], bool]] | None = None
 
     @property
     def file(self) -> Path | None:
@@ -51,11 +52,13 @@ class NumbaCPUExecutable:
     def run(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
             training: Mapping[str | None, bool]) -> np.ndarray | tuple[np.ndarray, ...]:
         last = self._last
-        if last is not None and last[0] is state and last[1] is training:
+        if last is not None and last[0] is state and last[1] is training and last[4]():
             args, mutates = self._with_inputs(last[2], inputs), last[3]
         else:
-            args, mutates = self._build_args(inputs, state, training)
-            self._last = (state, training, args, mutates)
+            args, mutates, copied = self._build_args(inputs, state, training)
+            # An argument list holding copies of read-only arrays is not kept: a train-mode call
+            # would update the copies.
+            self._last = None if copied else (state, training, args, mutates, self._writable(args))
         name = self.entry([args[i] for i in self._inputs])
         fn = getattr(self.module, name)
         if name not in self._compiled:
@@ -71,7 +74,9 @@ class NumbaCPUExecutable:
         name = self.entry(inputs)
         if name not in self._compiled:
             return lambda arrays: self.run(arrays, state, training)
-        args, mutates = self._build_args(inputs, state, training)
+        args, mutates, copied = self._build_args(inputs, state, training)
+        if copied:
+            return lambda arrays: self.run(arrays, state, training)
         fn = getattr(self.module, name)
         if fn is self._serial and not mutates and self._slots == [(0, 0)]:
             rest = tuple(args[1:])
@@ -86,20 +91,35 @@ class NumbaCPUExecutable:
         return full
 
     def _build_args(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
-                    training: Mapping[str | None, bool]) -> tuple[list, bool]:
-        """``run()``'s arguments in order, and whether the call updates BatchNorm state."""
+                    training: Mapping[str | None, bool]) -> tuple[list, bool, bool]:
+        """``run()``'s arguments in order, whether the call updates BatchNorm state, and whether
+        read-only state arrays were copied.
+
+        The generated code writes running stats in train mode only, but Numba types every array as
+        writable or not: a read-only buffer would fail to compile even in eval mode (and a
+        read-only weight would compile another specialization), so such arrays go in as copies.
+        ``CompiledModule`` refuses train-mode calls whose updated buffers are read-only."""
         args = []
-        mutates = False
+        mutates = copied = False
         for kind, key in self._args:
             if kind == "input":
                 args.append(inputs[key])
             elif kind == "state":
-                args.append(state[key])
+                a = state[key]
+                if not a.flags.writeable:
+                    a = a.copy()
+                    copied = True
+                args.append(a)
             else:
                 flag = bool(training.get(key, False))
                 mutates |= flag
                 args.append(flag)
-        return args, mutates
+        return args, mutates, copied
+
+    def _writable(self, args: list) -> Callable[[], bool]:
+        """Whether the state arrays in ``args`` are all still writable (a flag can change in place)."""
+        arrays = [args[i] for i, (kind, _) in enumerate(self._args) if kind == "state"]
+        return lambda: all(a.flags.writeable for a in arrays)
 
     def _call(self, fn, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
         if fn is self._serial:  # starts no parallel region: no guard against the workqueue layer
