@@ -319,14 +319,18 @@ def _bn_impl(attrs: dict[str, Any], x: np.ndarray, *state: np.ndarray, training:
     track = attrs.get("track_running_stats", True)
     use_batch_stats = training or not track
     momentum = attrs.get("momentum", 0.1)
-    if training and track:
+    count = training and track
+    if count:
         F.check_batch_size(x, "batch_norm")
         nbt = named["num_batches_tracked"]
+        F.check_writable("batch_norm", {"num_batches_tracked": nbt})
+        momentum = 1.0 / float(nbt + 1) if momentum is None else momentum
+    y = F.batch_norm(x, named.get("running_mean"), named.get("running_var"), named.get("weight"),
+                     named.get("bias"), training=use_batch_stats,
+                     momentum=0.0 if momentum is None else momentum, eps=attrs.get("eps", 1e-5))
+    if count:  # only once every check passed, so a failed call changes nothing
         nbt += 1  # in place: a 0-d int64 array
-        momentum = 1.0 / float(nbt) if momentum is None else momentum
-    return F.batch_norm(x, named.get("running_mean"), named.get("running_var"), named.get("weight"),
-                        named.get("bias"), training=use_batch_stats,
-                        momentum=0.0 if momentum is None else momentum, eps=attrs.get("eps", 1e-5))
+    return y
 
 
 def _flatten_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 
 import lazyfuse as lf
 from lazyfuse import nn
-from lazyfuse.errors import ConfigError, DTypeError, ShapeError
+from lazyfuse.errors import ConfigError, DTypeError, ShapeError, StateError
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(2)
@@ -228,7 +228,10 @@ def test_one_sample_in_train_with_untracked_stats_raises_also_in_eval():
         dict(eps=0),
         dict(eps=-1e-5),
         dict(eps=float("nan")),
+        dict(eps=float("inf")),
+        dict(eps="a"),
         dict(momentum=-0.1),
+        dict(momentum="x"),
         dict(momentum=1.5),
         dict(momentum=float("nan")),
         dict(momentum=True),
@@ -268,3 +271,132 @@ def test_to_double_and_float():
     assert bn(np.ones((2, 3))).dtype == np.float64
     bn.float()
     assert bn.running_mean.dtype == np.float32
+
+
+# ------------------------------------------------------------------------------------------ reassigned state
+P = nn.Parameter
+
+
+def two_bns(train=True):
+    """Two BatchNorm1d(3): a failure in the second must also undo the first one's update."""
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm1d(3), nn.BatchNorm1d(3))
+    model(np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32))  # non-trivial stats
+    return model.train(train)
+
+
+def _delete(name):
+    return lambda bn: delattr(bn, name)
+
+
+STATE_MUTATIONS = [
+    ("weight", lambda bn: setattr(bn, "weight", P(np.ones(1, np.float32))), ShapeError,
+     ["expected weight of shape (3,) (num_features), got (1,)"]),
+    ("weight4", lambda bn: setattr(bn, "weight", P(np.ones(4, np.float32))), ShapeError,
+     ["expected weight of shape (3,)", "got (4,)"]),
+    ("mean1", lambda bn: setattr(bn, "running_mean", np.zeros(1, np.float32)), ShapeError,
+     ["expected running_mean of shape (3,) (num_features), got (1,)"]),
+    ("var4", lambda bn: setattr(bn, "running_var", np.ones(4, np.float32)), ShapeError,
+     ["expected running_var of shape (3,)", "got (4,)"]),
+    ("var_f64", lambda bn: setattr(bn, "running_var", np.ones(3)), DTypeError,
+     ["expected running_var of dtype float32 (like weight), got float64"]),
+    ("mean_int", lambda bn: setattr(bn, "running_mean", np.zeros(3, np.int64)), DTypeError,
+     ["expected running_mean of dtype float32 or float64, got int64"]),
+    ("mean_big_endian", lambda bn: setattr(bn, "running_mean", np.zeros(3, ">f4")), DTypeError,
+     ["expected running_mean of dtype float32 or float64, got >f4"]),
+    ("var_none", lambda bn: setattr(bn, "running_var", None), ConfigError,
+     ["expected running_mean and running_var to be both arrays or both None, got running_var=None"]),
+    ("mean_none", lambda bn: setattr(bn, "running_mean", None), ConfigError, ["got running_mean=None"]),
+    ("var_deleted", _delete("running_var"), ConfigError,
+     ["expected buffer 'running_var' (an array or None), got no such buffer (it was deleted)"]),
+    ("weight_deleted", _delete("weight"), ConfigError, ["expected parameter 'weight'"]),
+]
+TRAIN_ONLY = [
+    ("count_f32", lambda bn: setattr(bn, "num_batches_tracked", np.zeros((), np.float32)), DTypeError,
+     ["expected num_batches_tracked of dtype int64, got float32"]),
+    ("count_1d", lambda bn: setattr(bn, "num_batches_tracked", np.zeros(2, np.int64)), ShapeError,
+     ["expected num_batches_tracked of shape (), got (2,)"]),
+    ("count_none", lambda bn: setattr(bn, "num_batches_tracked", None), ConfigError,
+     ["expected num_batches_tracked to be a 0-d int64 array", "got None"]),
+]
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("case", [c[0] for c in STATE_MUTATIONS + TRAIN_ONLY])
+def test_reassigned_state_is_checked_before_anything_changes(case, train):
+    _, mutate, error, needles = next(c for c in STATE_MUTATIONS + TRAIN_ONLY if c[0] == case)
+    model = two_bns(train)
+    mutate(model[1])
+    before = snapshot(model)
+    x = np.random.default_rng(2).standard_normal((5, 3)).astype(np.float32)
+    if not train and case.startswith("count"):
+        model(x)  # eval never reads num_batches_tracked, like torch
+        return
+    with pytest.raises(error) as info:
+        model(x)
+    msg = str(info.value)
+    assert msg.startswith("module '1' (BatchNorm1d): batch_norm: ")
+    for needle in needles:
+        assert needle in msg
+    assert_same_snapshot(before, snapshot(model))
+
+
+def test_unset_weight_is_allowed_like_torch():
+    ours, theirs = nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    ours.weight, theirs.weight = None, None
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    np.testing.assert_allclose(ours(x), theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-5)
+    compare_state(ours, theirs, TOL[np.float32])
+
+
+@pytest.mark.parametrize("name", ["running_mean", "running_var", "num_batches_tracked"])
+def test_read_only_running_state_fails_before_any_update_in_train(name):
+    model = two_bns()
+    getattr(model[1], name).setflags(write=False)
+    before = snapshot(model)
+    x = np.random.default_rng(2).standard_normal((5, 3)).astype(np.float32)
+    with pytest.raises(StateError) as info:
+        model(x)
+    msg = str(info.value)
+    assert msg.startswith("module '1' (BatchNorm1d): batch_norm: ")
+    assert f"expected a writable {name}" in msg and "got a read-only array" in msg
+    assert_same_snapshot(before, snapshot(model))
+    model.eval()
+    model(x)  # eval only reads the running stats
+
+
+@pytest.mark.parametrize(
+    "attr,value,needle",
+    [
+        ("momentum", "x", "momentum must be a float in [0, 1] or None, got 'x'"),
+        ("momentum", 2.0, "momentum must be a float in [0, 1] or None, got 2.0"),
+        ("momentum", True, "momentum must be a float in [0, 1] or None, got True"),
+        ("eps", -1.0, "eps must be a finite float > 0, got -1.0"),
+        ("eps", "a", "eps must be a finite float > 0, got 'a'"),
+        ("eps", 0, "eps must be a finite float > 0, got 0"),
+        ("eps", float("inf"), "eps must be a finite float > 0, got inf"),
+    ],
+)
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_reassigned_eps_and_momentum_are_checked_like_the_constructor(attr, value, needle, train):
+    model = two_bns(train)
+    setattr(model[1], attr, value)
+    before = snapshot(model)
+    with pytest.raises(ConfigError) as info:
+        model(np.ones((4, 3), np.float32))
+    assert str(info.value) == f"module '1' (BatchNorm1d): batch_norm: {needle}"
+    assert_same_snapshot(before, snapshot(model))
+    with pytest.raises(ConfigError) as info:
+        nn.BatchNorm1d(3, **{attr: value})
+    assert str(info.value) == f"BatchNorm1d: {needle}"  # the constructor's message
+
+
+def test_lazy_batchnorm_with_bad_eps_stays_lazy():
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.LazyBatchNorm1d())
+    model[0].eps = -1.0
+    before = snapshot(model)
+    with pytest.raises(ConfigError, match=r"^module '0' \(LazyBatchNorm1d\): batch_norm: eps"):
+        model(np.ones((4, 3), np.float32))
+    assert_same_snapshot(before, snapshot(model))
+    assert type(model[0]) is nn.LazyBatchNorm1d

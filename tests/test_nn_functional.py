@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lazyfuse import nn
-from lazyfuse.errors import ConfigError, DTypeError, ShapeError
+from lazyfuse.errors import ConfigError, DTypeError, ShapeError, StateError
 
 F = nn.functional
 torch = pytest.importorskip("torch")
@@ -154,3 +154,40 @@ def test_dispatch_hook_on_a_non_first_argument():
     r = Recorder()
     assert F.linear(np.ones((1, 2), np.float32), r) == "recorded"
     assert F.batch_norm(np.ones((2, 2), np.float32), None, None, weight=r, training=True) == "recorded"
+
+
+@pytest.mark.parametrize("eps", ["a", -1, 0, 0.0, float("inf"), float("nan"), True, None])
+def test_batch_norm_rejects_bad_eps_before_touching_running_stats(eps):
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with pytest.raises(ConfigError) as info:
+        F.batch_norm(rand(4, 3), rm, rv, training=True, eps=eps)
+    assert str(info.value) == f"batch_norm: eps must be a finite float > 0, got {eps!r}"
+    assert rm.tolist() == [0, 0, 0] and rv.tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize("name", ["running_mean", "running_var"])
+def test_batch_norm_read_only_running_stats_fail_only_when_training(name):
+    stats = {"running_mean": np.zeros(3, np.float32), "running_var": np.ones(3, np.float32)}
+    stats[name].setflags(write=False)
+    with pytest.raises(StateError, match=f"^batch_norm: expected a writable {name} .*got a read-only array"):
+        F.batch_norm(rand(4, 3), **stats, training=True)
+    assert stats["running_mean"].tolist() == [0, 0, 0] and stats["running_var"].tolist() == [1, 1, 1]
+    F.batch_norm(rand(4, 3), **stats, training=False)
+
+
+@pytest.mark.parametrize("dims", [("a",), (1.5,), (True,), (0, "b"), (0, None)])
+def test_flatten_dims_must_be_ints(dims):
+    x = rand(2, 3, 4)
+    name = "start_dim" if not isinstance(dims[0], int) or isinstance(dims[0], bool) else "end_dim"
+    with pytest.raises(ConfigError, match=f"^flatten: {name} must be an int, got "):
+        F.flatten(x, *dims)
+    with pytest.raises(ConfigError, match=f"^Flatten: {name} must be an int, got "):
+        nn.Flatten(*dims)
+
+
+def test_reassigned_flatten_dims_are_checked_at_call():
+    model = nn.Sequential(nn.Flatten())
+    model[0].start_dim = "a"
+    with pytest.raises(ConfigError) as info:
+        model(rand(2, 3, 4))
+    assert str(info.value) == "module '0' (Flatten): flatten: start_dim must be an int, got str 'a'"

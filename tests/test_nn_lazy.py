@@ -322,3 +322,22 @@ def test_has_uninitialized_params_is_recursive():
     assert model.has_uninitialized_params() and not model[0].has_uninitialized_params()
     model(x32(2, 6))
     assert not model.has_uninitialized_params()
+
+
+@pytest.mark.parametrize("use", [
+    lambda w: w.sum(),
+    lambda w: w.copy(),
+    lambda w: w.nbytes,
+    lambda w: w.reshape(2, -1),
+    np.sum,
+    np.copy,
+])
+def test_ndarray_methods_on_a_placeholder_raise_the_same_error(use):
+    model = net()
+    with pytest.raises(UninitializedParameterError) as info:
+        use(model[3].weight)
+    msg = str(info.value)
+    assert "'3.weight'" in msg and "'3' (LazyLinear)" in msg and HINT in msg
+    with pytest.raises(AttributeError):
+        model[3].weight.no_such_attribute  # names an ndarray lacks stay AttributeErrors
+    assert copy.deepcopy(model[3].weight).dtype == np.float32

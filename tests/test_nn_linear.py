@@ -158,3 +158,62 @@ def test_double_float_to():
     assert m.weight.dtype == np.float32
     with pytest.raises(ConfigError):
         m.to(np.int8)
+
+
+# ------------------------------------------------------------------------------------------ reassigned params
+P = nn.Parameter
+
+
+def bn_then_linear():
+    """BatchNorm1d(4) in train mode first: its update must be undone when the Linear fails."""
+    lf.manual_seed(0)
+    return nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 3))
+
+
+def state(model):
+    return {k: (v.dtype.str, np.array(v).tolist()) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    "attr,value,error,needle",
+    [
+        ("weight", P(np.zeros((3, 5), np.float32)), ShapeError,
+         "expected weight of shape (3, 4) (out_features, in_features), got (3, 5)"),
+        ("weight", P(np.zeros((2, 4), np.float32)), ShapeError, "expected weight of shape (3, 4)"),
+        ("weight", P(np.zeros(4, np.float32)), ShapeError, "got (4,)"),
+        ("weight", P(np.zeros((3, 4), np.float16)), DTypeError,
+         "expected weight of dtype float32 or float64, got float16"),
+        ("weight", P(np.zeros((3, 4), ">f4")), DTypeError,
+         "expected weight of dtype float32 or float64, got >f4"),
+        ("weight", None, ConfigError, "expected a weight of shape (3, in_features), got None"),
+        ("bias", P(np.zeros(4, np.float32)), ShapeError,
+         "expected bias of shape (3,) (out_features), got (4,)"),
+        ("bias", P(np.zeros(1, np.float32)), ShapeError,
+         "expected bias of shape (3,) (out_features), got (1,)"),
+        ("bias", P(np.zeros(3)), DTypeError,
+         "expected bias of dtype float32 (like weight), got float64"),
+        ("bias", P(np.zeros(3, ">f4")), DTypeError, "expected bias of dtype '<f4' (like weight), got '>f4'"),
+    ],
+)
+def test_reassigned_params_are_checked_before_anything_changes(attr, value, error, needle):
+    model = bn_then_linear()
+    setattr(model[1], attr, value)
+    before = state(model)
+    with pytest.raises(error) as info:
+        model(np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32))
+    assert str(info.value).startswith("module '1' (Linear): linear: ")
+    assert needle in str(info.value)
+    assert state(model) == before
+
+
+def test_deleted_weight_is_a_config_error():
+    model = bn_then_linear()
+    del model[1].weight
+    with pytest.raises(ConfigError, match=r"^module '1' \(Linear\): linear: expected parameter 'weight'"):
+        model(np.ones((2, 4), np.float32))
+
+
+def test_dtype_mismatch_message_tells_byte_orders_apart():
+    with pytest.raises(DTypeError) as info:
+        nn.functional.as_float_input(np.ones(2, np.float32), "here", np.dtype(">f4"))
+    assert "expected '>f4' input to match the module's '>f4' parameters, got '<f4' input" in str(info.value)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import lazyfuse as lf
 from lazyfuse import nn
 from lazyfuse.errors import ConfigError, ShapeError
 from lazyfuse.frontends.nn.module import CALL_INTERCEPTOR
@@ -272,3 +273,194 @@ def test_copies_and_old_pickles_keep_counting_stores():
     old = nn.Linear.__new__(nn.Linear)
     old.__setstate__(state)
     assert type(old._parameters) is _MemberDict and set(old._parameters) == {"weight", "bias"}
+
+
+# ------------------------------------------------------------------------------------------ failed calls
+def everything(model):
+    """All a failed call must leave as it was: arrays (copied), store orders, attributes, classes,
+    and the random generator (object and state)."""
+    from lazyfuse.frontends.nn import init
+
+    mods = []
+    for name, m in model.named_modules():
+        arrays = {
+            f"{s}.{k}": repr(v) if v is None or nn.is_uninitialized(v) else (v.dtype.str, v.tolist())
+            for s in ("_parameters", "_buffers")
+            for k, v in getattr(m, s).items()
+        }
+        attrs = {k: v for k, v in vars(m).items() if not k.startswith("_")}
+        order = [list(getattr(m, s)) for s in ("_parameters", "_buffers", "_modules")]
+        mods.append((name, type(m), arrays, repr(attrs), order, sorted(m._non_persistent_buffers)))
+    gen = init.get_generator()
+    return mods, gen, repr(gen.bit_generator.state)
+
+
+def x32(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def test_failure_late_in_a_sequence_restores_running_stats():
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 5), nn.BatchNorm1d(5), nn.Linear(6, 3))
+    before = everything(model)
+    with pytest.raises(ShapeError) as info:
+        model(x32(4, 10))
+    msg = str(info.value)
+    assert "module '2' (Linear): linear" in msg and "last dimension 6" in msg and "(4, 5)" in msg
+    assert everything(model) == before
+    assert int(model[1].num_batches_tracked) == 0
+
+
+def test_failure_after_lazy_layers_keeps_them_lazy_and_the_generator_untouched():
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.LazyLinear(5), nn.LazyBatchNorm1d(), nn.Linear(6, 3))
+    before = everything(model)
+    with pytest.raises(ShapeError, match=r"module '2' \(Linear\)"):
+        model(x32(4, 10))
+    assert everything(model) == before
+    assert [type(m) for m in model] == [nn.LazyLinear, nn.LazyBatchNorm1d, nn.Linear]
+    assert model.has_uninitialized_params() and model[0].in_features == 0 and model[1].num_features == 0
+    # a later good call resolves exactly like a first call on a fresh model would
+    model[2] = nn.Identity()
+    lf.manual_seed(0)
+    fresh = nn.Sequential(nn.LazyLinear(5), nn.LazyBatchNorm1d(), nn.Identity())
+    lf.manual_seed(1)
+    model(x32(4, 10))
+    lf.manual_seed(1)
+    fresh(x32(4, 10))
+    for (k, a), (_, b) in zip(model.state_dict().items(), fresh.state_dict().items()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+class Scribbler(nn.Module):
+    """Writes every kind of state lazyfuse tracks, then fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.register_buffer("count", np.zeros((), np.int64))
+        self.register_buffer("scratch", np.zeros(2, np.float32), persistent=False)
+        self.note = "before"
+
+    def forward(self, x):
+        self.note = "after"
+        self.extra = 1
+        del self.scratch
+        self.register_buffer("scratch", np.ones(2, np.float32))  # now persistent
+        self.register_buffer("new", np.ones(1, np.float32))
+        self.fc = nn.Linear(2, 2)  # draws from the generator
+        nn.init.uniform_(self.fc.weight, 0, 1)
+        self.train(not self.training)
+        lf.manual_seed(123)
+        raise ValueError("user bug")
+
+
+def test_failed_call_undoes_attribute_store_buffer_and_generator_writes():
+    lf.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm1d(2), Scribbler())
+    before = everything(model)
+    gen = nn.init.get_generator()
+    with pytest.raises(ValueError, match="user bug"):
+        model(x32(3, 2))
+    assert everything(model) == before
+    assert nn.init.get_generator() is gen
+    assert list(model[1].state_dict()) == ["count", "fc.weight", "fc.bias"]
+    assert "extra" not in vars(model[1]) and model[1].note == "before"
+
+
+def test_nested_calls_do_not_undo_on_their_own():
+    class Tolerant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn, self.fc = nn.BatchNorm1d(3), nn.Linear(5, 2)
+
+        def forward(self, x):
+            x = self.bn(x)
+            try:
+                return self.fc(x)
+            except ShapeError:
+                return x
+
+    model = Tolerant()
+    model(x32(4, 3))
+    assert int(model.bn.num_batches_tracked) == 1  # the caught inner failure undid nothing
+
+
+def test_only_eager_calls_open_an_undo_journal():
+    from lazyfuse.frontends.nn import _undo
+
+    seen = []
+
+    class Probe(nn.Module):
+        def forward(self, x):
+            seen.append(_undo.active())
+            return x
+
+    model = nn.Sequential(Probe())
+    model(x32(2, 2))
+    lf.trace(model, ("N", 2))
+    assert seen == [True, False] and not _undo.active()
+
+
+def test_an_undo_leaves_other_threads_writes_alone():
+    import threading
+
+    shared = nn.Linear(2, 2)
+    waiting, go = threading.Event(), threading.Event()
+
+    class Failer(nn.Module):
+        def forward(self, x):
+            shared.a = "from the failing thread"
+            waiting.set()
+            go.wait(10)
+            raise ValueError("fails")
+
+    class Writer(nn.Module):
+        def forward(self, x):
+            shared.b = "from the main thread"
+            shared.register_buffer("extra", np.ones(1))
+            return x
+
+    errors = []
+
+    def run():
+        try:
+            Failer()(1)
+        except ValueError as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert waiting.wait(10)
+    Writer()(1)  # its own journal: not nested in the other thread's call
+    go.set()
+    t.join(10)
+    assert len(errors) == 1 and not hasattr(shared, "a")
+    assert shared.b == "from the main thread" and list(shared._buffers) == ["extra"]
+
+
+# ------------------------------------------------------------------------------------------ dtypes
+@pytest.mark.parametrize("make", [
+    lambda dt: nn.Linear(3, 2, dtype=dt),
+    lambda dt: nn.LazyLinear(2, dtype=dt),
+    lambda dt: nn.BatchNorm1d(3, dtype=dt),
+    lambda dt: nn.LazyBatchNorm1d(dtype=dt),
+])
+def test_constructor_dtypes(make):
+    assert make(None).weight.dtype == np.float32  # like torch: None is the default dtype
+    assert make("float64").weight.dtype == np.float64
+    for bad in ("foo", "float16x", "int", np.float16, ">f4", 3):
+        with pytest.raises(ConfigError, match=r"^\w+: dtype must be float32 or float64, got") as info:
+            make(bad)
+        assert repr(bad) in str(info.value)
+
+
+def test_to_rejects_unknown_dtypes_and_none_changes_nothing():
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    before = everything(model)
+    for bad in ("foo", "cpu", np.int8):
+        with pytest.raises(ConfigError, match=r"^module Sequential: to: dtype must be float32 or float64"):
+            model.to(bad)
+        assert everything(model) == before
+    assert model.to(None) is model and model.to() is model
+    assert everything(model) == before

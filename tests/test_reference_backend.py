@@ -200,3 +200,38 @@ def test_symbolic_reshape_runs_with_the_call_sizes():
     expected = model.fc(np.maximum(x.reshape(5, -1), 0))  # the forward's math, eagerly
     np.testing.assert_allclose(cm(x), expected, rtol=1e-6, atol=1e-6)
     assert cm(x[:2]).shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", ["num_batches_tracked", "running_mean", "running_var"])
+def test_bn_impl_checks_everything_before_counting_the_batch(name):
+    """A read-only running array fails the train step before num_batches_tracked is incremented."""
+    from lazyfuse.errors import StateError
+
+    model = M.ConvLikeBN()
+    g = lf.infer_shapes(lf.trace(model, ("N", 3, "L")))
+    exe = get_backend("reference").build(g)
+    state = {n.name: np.array(model.get_buffer(n.name) if n.op == "buffer" else model.get_parameter(n.name))
+             for n in g.params()}
+    state[f"bn.{name}"].setflags(write=False)
+    before = {k: v.copy() for k, v in state.items()}
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    with pytest.raises(StateError, match=f"^batch_norm: expected a writable {name} .*got a read-only array"):
+        exe.run([x], state, {"bn": True})
+    for k, v in state.items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    exe.run([x], state, {"bn": False})  # eval writes nothing
+
+
+def test_bn_impl_counts_the_batch_after_the_update():
+    from lazyfuse.ir.ops import OPS
+
+    attrs = {"num_features": 2, "eps": 1e-5, "momentum": None, "affine": False, "track_running_stats": True}
+    mean, var, count = np.zeros(2, np.float32), np.ones(2, np.float32), np.array(4, np.int64)
+    x = np.random.default_rng(0).standard_normal((6, 2)).astype(np.float32)
+    bad_var = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="running_var of shape"):
+        OPS["batch_norm"].impl(attrs, x, mean, bad_var, count, training=True)
+    assert int(count) == 4 and mean.tolist() == [0, 0]
+    OPS["batch_norm"].impl(attrs, x, mean, var, count, training=True)
+    assert int(count) == 5  # momentum None: a cumulative average with factor 1/5
+    np.testing.assert_allclose(mean, x.astype(np.float64).mean(0) / 5, rtol=1e-6)

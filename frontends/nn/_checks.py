@@ -1,7 +1,12 @@
-"""Constructor argument checks shared by the layers (raise :class:`ConfigError`)."""
+"""Argument checks shared by the layers and their functional forms (raise :class:`ConfigError`).
+
+``where`` prefixes the message: a class name in constructors (``"BatchNorm1d"``), the module and
+op at call time (``"module 'bn' (BatchNorm1d): batch_norm"``), so both say the same thing.
+"""
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -14,15 +19,24 @@ def check_size(cls: str, name: str, value: Any, minimum: int = 0) -> int:
     return int(value)
 
 
-def check_eps(cls: str, eps: Any) -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-        raise ConfigError(f"{cls}: eps must be a float > 0, got {eps!r}")
+def check_eps(where: str, eps: Any) -> float:
+    """A finite ``eps > 0`` as float."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < math.inf:
+        raise ConfigError(f"{where}: eps must be a finite float > 0, got {eps!r}")
     return float(eps)
 
 
-def check_momentum(cls: str, momentum: Any) -> float | None:
+def check_momentum(where: str, momentum: Any) -> float | None:
+    """``None`` or a float in [0, 1]."""
     if momentum is None:
         return None
     if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0 <= momentum <= 1:
-        raise ConfigError(f"{cls}: momentum must be a float in [0, 1] or None, got {momentum!r}")
+        raise ConfigError(f"{where}: momentum must be a float in [0, 1] or None, got {momentum!r}")
     return float(momentum)
+
+
+def check_dim(where: str, name: str, value: Any) -> int:
+    """A dim index: an int (not a bool), like torch's ``flatten``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{where}: {name} must be an int, got {type(value).__name__} {value!r}")
+    return int(value)

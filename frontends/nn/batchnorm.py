@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from lazyfuse.errors import ShapeError, StateDictError
+from lazyfuse.errors import ConfigError, DTypeError, ShapeError, StateDictError
 
+from . import _undo, init
 from . import functional as F
 from ._checks import check_eps, check_momentum, check_size
 from .lazy import LazyModuleMixin
@@ -16,6 +17,7 @@ from .module import Module, _check_float_dtype, describe
 from .parameter import Parameter, UninitializedBuffer, UninitializedParameter, is_uninitialized
 
 _STAT_NAMES = ("weight", "bias", "running_mean", "running_var")
+_STAT_KINDS = {"weight": "parameter", "bias": "parameter", "running_mean": "buffer", "running_var": "buffer"}
 
 
 class BatchNorm1d(Module):
@@ -33,7 +35,7 @@ class BatchNorm1d(Module):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
-        dtype: Any = np.float32,
+        dtype: Any = None,
         *,
         bias: bool = True,
     ) -> None:
@@ -41,7 +43,7 @@ class BatchNorm1d(Module):
         name = type(self).__name__
         self.num_features = check_size(name, "num_features", num_features)
         self._configure(name, eps, momentum, affine, track_running_stats)
-        dt = _check_float_dtype(dtype)
+        dt = _check_float_dtype(dtype, name)
         c = self.num_features
         self._register_state(
             lambda: Parameter(np.ones(c, dt)),
@@ -78,65 +80,107 @@ class BatchNorm1d(Module):
     def reset_running_stats(self) -> None:
         """Zero ``running_mean`` and ``num_batches_tracked``, fill ``running_var`` with ones (in place)."""
         if self.track_running_stats:
-            self.running_mean[...] = 0
-            self.running_var[...] = 1
-            self.num_batches_tracked[...] = 0
+            init.zeros_(self.running_mean)
+            init.ones_(self.running_var)
+            init.zeros_(self.num_batches_tracked)
 
     def reset_parameters(self) -> None:
         """Reset running stats and set weight to ones, bias to zeros (in place)."""
         self.reset_running_stats()
         if self.weight is not None:
-            self.weight[...] = 1
+            init.ones_(self.weight)
         if self.bias is not None:
-            self.bias[...] = 0
+            init.zeros_(self.bias)
 
     def _where(self) -> str:
         return f"{describe(self)}: batch_norm"
 
-    def _state_dtype(self) -> np.dtype | None:
-        for name in _STAT_NAMES:
-            value = getattr(self, name)
-            if value is not None:
-                return value.dtype
-        return None
+    def _state(self, where: str) -> dict[str, Any]:
+        """weight, bias and the running stats by name (``None`` when unset)."""
+        return {name: self._member(kind, name, where) for name, kind in _STAT_KINDS.items()}
 
-    def _uses_batch_stats(self) -> bool:
-        return self.training or self.running_mean is None
+    @staticmethod
+    def _state_dtype(state: dict[str, Any], where: str) -> np.dtype | None:
+        """The float32/float64 dtype every set array in ``state`` shares (a DTypeError otherwise)."""
+        first: tuple[str, np.dtype] | None = None
+        for name, value in state.items():
+            if value is None:
+                continue
+            if value.dtype not in F.FLOAT_DTYPES:
+                raise DTypeError(f"{where}: expected {name} of dtype float32 or float64, got {value.dtype}")
+            if first is None:
+                first = (name, value.dtype)
+            elif value.dtype != first[1]:
+                want, got = F.dtype_names(first[1], value.dtype)
+                raise DTypeError(f"{where}: expected {name} of dtype {want} (like {first[0]}), got {got}")
+        return None if first is None else first[1]
 
-    def _input(self, input: Any) -> np.ndarray:
-        """Every check the first/any call needs, before any state is touched."""
+    def _uses_batch_stats(self, mean: Any, var: Any) -> bool:
+        return self.training or (mean is None and var is None)
+
+    def _checked(self, input: Any) -> tuple[np.ndarray, dict[str, Any], float, float | None]:
+        """Every check the first/any call needs, before any state is touched: the input array,
+        the state arrays, eps and momentum (re-checked: they may have been reassigned)."""
         where = self._where()
-        x = F.as_float_input(input, where, self._state_dtype())
+        eps, momentum = check_eps(where, self.eps), check_momentum(where, self.momentum)
+        state = self._state(where)
+        x = F.as_float_input(input, where, self._state_dtype(state, where))
         if x.ndim not in (2, 3):
             raise ShapeError(f"{where}: expected 2D or 3D input (got {x.ndim}D input)")
-        if self._uses_batch_stats():
+        if self._uses_batch_stats(state["running_mean"], state["running_var"]):
             F.check_batch_size(x, where)
-        return x
+        return x, state, eps, momentum
+
+    def _check_shapes(self, state: dict[str, Any], where: str) -> None:
+        for name, value in state.items():
+            if value is not None and value.shape != (self.num_features,):
+                raise ShapeError(
+                    f"{where}: expected {name} of shape ({self.num_features},) (num_features), "
+                    f"got {tuple(value.shape)}"
+                )
+
+    def _counter(self, where: str) -> np.ndarray:
+        """``num_batches_tracked``, checked for a training step that counts it."""
+        nbt = self._member("buffer", "num_batches_tracked", where)
+        if nbt is None:
+            raise ConfigError(
+                f"{where}: expected num_batches_tracked to be a 0-d int64 array when training with "
+                "track_running_stats=True, got None"
+            )
+        if nbt.dtype != np.int64:
+            raise DTypeError(f"{where}: expected num_batches_tracked of dtype int64, got {nbt.dtype}")
+        if nbt.shape != ():
+            raise ShapeError(f"{where}: expected num_batches_tracked of shape (), got {tuple(nbt.shape)}")
+        return nbt
 
     def forward(self, input: Any) -> np.ndarray:
-        x = self._input(input)
+        x, state, eps, momentum = self._checked(input)
+        where = self._where()
         if x.shape[1] != self.num_features:
             raise ShapeError(
-                f"{self._where()}: expected input with {self.num_features} channels at dim 1 "
+                f"{where}: expected input with {self.num_features} channels at dim 1 "
                 f"(num_features), got input of shape {tuple(x.shape)}"
+            )
+        self._check_shapes(state, where)
+        stats = not self.training or self.track_running_stats
+        mean, var = (state["running_mean"], state["running_var"]) if stats else (None, None)
+        if (mean is None) != (var is None):
+            unset = "running_mean" if mean is None else "running_var"
+            raise ConfigError(
+                f"{where}: expected running_mean and running_var to be both arrays or both None, "
+                f"got {unset}=None"
             )
         update = self.training and self.track_running_stats
         factor = 0.0
         if update:
-            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)
-        stats = not self.training or self.track_running_stats
-        y = F._batch_norm(
-            x,
-            self.running_mean if stats else None,
-            self.running_var if stats else None,
-            self.weight,
-            self.bias,
-            self._uses_batch_stats(),
-            factor,
-            self.eps,
-        )
+            nbt = self._counter(where)
+            F.check_writable(where, {"running_mean": mean, "running_var": var, "num_batches_tracked": nbt})
+            factor = momentum if momentum is not None else 1.0 / float(nbt + 1)
+        y = F._batch_norm(x, mean, var, state["weight"], state["bias"],
+                          self._uses_batch_stats(mean, var), factor, eps)
         if update:
-            np.add(self.num_batches_tracked, 1, out=self.num_batches_tracked)
+            _undo.save_array(nbt)
+            np.add(nbt, 1, out=nbt)
         return y
 
     def extra_repr(self) -> str:
@@ -164,14 +208,14 @@ class LazyBatchNorm1d(LazyModuleMixin, BatchNorm1d):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
-        dtype: Any = np.float32,
+        dtype: Any = None,
         *,
         bias: bool = True,
     ) -> None:
         Module.__init__(self)
         self.num_features = 0
         self._configure("LazyBatchNorm1d", eps, momentum, affine, track_running_stats)
-        dt = _check_float_dtype(dtype)
+        dt = _check_float_dtype(dtype, type(self).__name__)
         self._register_state(
             lambda: UninitializedParameter(dt),
             lambda: UninitializedParameter(dt),
@@ -189,7 +233,7 @@ class LazyBatchNorm1d(LazyModuleMixin, BatchNorm1d):
             super().reset_running_stats()
 
     def _dims_from_input(self, input: Any) -> dict[str, int]:
-        x = self._input(input)
+        x = self._checked(input)[0]
         if x.shape[1] == 0:
             raise ShapeError(
                 f"{self._where()}: cannot infer num_features from an input of shape "

@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from lazyfuse.errors import ConfigError, DTypeError, ShapeError
+from lazyfuse.errors import ConfigError, DTypeError, ShapeError, StateError
+
+from . import _undo
+from ._checks import check_dim, check_eps
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -43,12 +46,31 @@ def as_float_input(
             + (" (cast it with .astype(np.float32))" if arr.dtype.kind in "biu" else "")
         )
     if expected is not None and arr.dtype != expected:
+        want, got = dtype_names(np.dtype(expected), arr.dtype)
         raise DTypeError(
-            f"{where}: expected {np.dtype(expected).name} input to match the {what} "
-            f"{np.dtype(expected).name} parameters, got {arr.dtype.name} input; cast the input "
-            f"(x.astype(np.{np.dtype(expected).name})) or convert the module (.to(np.{arr.dtype.name}))"
+            f"{where}: expected {want} input to match the {what} {want} parameters, got {got} "
+            f"input; cast the input (x.astype(np.{np.dtype(expected).name})) or convert the module "
+            f"(.to(np.{arr.dtype.name}))"
         )
     return arr
+
+
+def dtype_names(a: np.dtype, b: np.dtype) -> tuple[str, str]:
+    """Names that tell ``a`` and ``b`` apart: ``float32`` vs ``float64``, but ``'<f4'`` vs
+    ``'>f4'`` when only the byte order differs."""
+    if a.name == b.name and a != b:
+        return repr(a.str), repr(b.str)
+    return a.name, b.name
+
+
+def check_writable(where: str, arrays: dict[str, np.ndarray | None]) -> None:
+    """Arrays an op updates in place must be writable (checked before anything is written)."""
+    for name, arr in arrays.items():
+        if isinstance(arr, np.ndarray) and not arr.flags.writeable:
+            raise StateError(
+                f"{where}: expected a writable {name} (a train-mode call updates it in place), "
+                "got a read-only array; use a writable copy (np.array(...)) or eval mode"
+            )
 
 
 def _shape(a: np.ndarray) -> tuple[int, ...]:
@@ -132,7 +154,8 @@ def _flatten(x: np.ndarray, start_dim: int, end_dim: int, where: str) -> np.ndar
 @_overridable
 def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> np.ndarray:
     """Merge dims ``start_dim..end_dim`` into one (a view when possible)."""
-    return _flatten(np.asarray(input), start_dim, end_dim, "flatten")
+    s, e = check_dim("flatten", "start_dim", start_dim), check_dim("flatten", "end_dim", end_dim)
+    return _flatten(np.asarray(input), s, e, "flatten")
 
 
 # ---------------------------------------------------------------------------------------- batch_norm
@@ -178,6 +201,8 @@ def _batch_norm(
         unbiased = var * (n / (n - 1))
         new_mean = (1.0 - momentum) * np.asarray(running_mean, dtype=np.float64) + momentum * mean
         new_var = (1.0 - momentum) * np.asarray(running_var, dtype=np.float64) + momentum * unbiased
+        _undo.save_array(running_mean)
+        _undo.save_array(running_var)
         np.copyto(running_mean, new_mean, casting="same_kind")
         np.copyto(running_var, new_var, casting="same_kind")
     return y
@@ -207,8 +232,7 @@ def batch_norm(
         raise ConfigError(f"{where}: running_mean and running_var must both be arrays or both be None")
     if not training and running_mean is None:
         raise ConfigError(f"{where}: running_mean and running_var are required when training=False")
-    if momentum is None or isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
-        raise ConfigError(f"{where}: momentum must be a float factor, got {momentum!r}")
+    momentum, eps = check_bn_factors(where, momentum, eps)
     c = x.shape[1]
     for name, arr in (
         ("running_mean", running_mean),
@@ -230,4 +254,12 @@ def batch_norm(
             )
     if training:
         check_batch_size(x, where)
-    return _batch_norm(x, running_mean, running_var, weight, bias, training, float(momentum), eps)
+        check_writable(where, {"running_mean": running_mean, "running_var": running_var})
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def check_bn_factors(where: str, momentum: Any, eps: Any) -> tuple[float, float]:
+    """``batch_norm``'s momentum (any real factor, as in torch) and eps (finite, > 0) as floats."""
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
+        raise ConfigError(f"{where}: momentum must be a float factor, got {momentum!r}")
+    return float(momentum), check_eps(where, eps)

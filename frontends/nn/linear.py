@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lazyfuse.errors import ShapeError, StateDictError
+from lazyfuse.errors import ConfigError, DTypeError, ShapeError, StateDictError
 
 from . import functional as F
 from . import init
@@ -25,12 +25,12 @@ class Linear(Module):
     """
 
     def __init__(
-        self, in_features: int, out_features: int, bias: bool = True, dtype: Any = np.float32
+        self, in_features: int, out_features: int, bias: bool = True, dtype: Any = None
     ) -> None:
         super().__init__()
         self.in_features = check_size("Linear", "in_features", in_features)
         self.out_features = check_size("Linear", "out_features", out_features)
-        dt = _check_float_dtype(dtype)
+        dt = _check_float_dtype(dtype, type(self).__name__)
         self.weight = Parameter(np.empty((self.out_features, self.in_features), dt))
         if bias:
             self.bias = Parameter(np.empty(self.out_features, dt))
@@ -48,23 +48,55 @@ class Linear(Module):
     def _where(self) -> str:
         return f"{describe(self)}: linear"
 
-    def _input(self, input: Any) -> np.ndarray:
-        x = F.as_float_input(input, self._where(), self.weight.dtype)
+    def _params(self, where: str) -> tuple[Any, Any]:
+        """weight and bias (``None`` when unset); the weight must be a float32/float64 array."""
+        weight = self._member("parameter", "weight", where)
+        if weight is None:
+            raise ConfigError(
+                f"{where}: expected a weight of shape ({self.out_features}, in_features), got None"
+            )
+        if weight.dtype not in F.FLOAT_DTYPES:
+            raise DTypeError(f"{where}: expected weight of dtype float32 or float64, got {weight.dtype}")
+        return weight, self._member("parameter", "bias", where)
+
+    def _input(self, input: Any, where: str) -> np.ndarray:
+        x = F.as_float_input(input, where, self._params(where)[0].dtype)
         if x.ndim == 0:
             raise ShapeError(
-                f"{self._where()}: expected input of shape (*, {self.in_features or 'in_features'}), "
+                f"{where}: expected input of shape (*, {self.in_features or 'in_features'}), "
                 "got a 0-d array"
             )
         return x
 
+    def _check_shapes(self, weight: np.ndarray, bias: np.ndarray | None, where: str) -> None:
+        want = (self.out_features, self.in_features)
+        if weight.shape != want:
+            raise ShapeError(
+                f"{where}: expected weight of shape {want} (out_features, in_features), "
+                f"got {tuple(weight.shape)}"
+            )
+        if bias is None:
+            return
+        if bias.dtype != weight.dtype:
+            want_dt, got_dt = F.dtype_names(weight.dtype, bias.dtype)
+            raise DTypeError(f"{where}: expected bias of dtype {want_dt} (like weight), got {got_dt}")
+        if bias.shape != (self.out_features,):
+            raise ShapeError(
+                f"{where}: expected bias of shape ({self.out_features},) (out_features), "
+                f"got {tuple(bias.shape)}"
+            )
+
     def forward(self, input: Any) -> np.ndarray:
-        x = self._input(input)
+        where = self._where()
+        x = self._input(input, where)
         if x.shape[-1] != self.in_features:
             raise ShapeError(
-                f"{self._where()}: expected input with last dimension {self.in_features} (in_features), "
+                f"{where}: expected input with last dimension {self.in_features} (in_features), "
                 f"got input of shape {tuple(x.shape)}"
             )
-        return F._linear(x, self.weight, self.bias)
+        weight, bias = self._params(where)
+        self._check_shapes(weight, bias, where)
+        return F._linear(x, weight, bias)
 
     def extra_repr(self) -> str:
         return (
@@ -84,11 +116,11 @@ class LazyLinear(LazyModuleMixin, Linear):
     cls_to_become = Linear
     lazy_dims = ("in_features",)
 
-    def __init__(self, out_features: int, bias: bool = True, dtype: Any = np.float32) -> None:
+    def __init__(self, out_features: int, bias: bool = True, dtype: Any = None) -> None:
         Module.__init__(self)
         self.in_features = 0
         self.out_features = check_size("LazyLinear", "out_features", out_features)
-        dt = _check_float_dtype(dtype)
+        dt = _check_float_dtype(dtype, type(self).__name__)
         self.weight = UninitializedParameter(dt)
         if bias:
             self.bias = UninitializedParameter(dt)
@@ -100,7 +132,7 @@ class LazyLinear(LazyModuleMixin, Linear):
             super().reset_parameters()
 
     def _dims_from_input(self, input: Any) -> dict[str, int]:
-        x = self._input(input)
+        x = self._input(input, self._where())
         if x.shape[-1] == 0:
             raise ShapeError(
                 f"{self._where()}: cannot infer in_features from an input of shape {tuple(x.shape)}"

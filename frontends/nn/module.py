@@ -13,6 +13,7 @@ import numpy as np
 
 from lazyfuse.errors import ConfigError
 
+from . import _undo
 from .parameter import Parameter, UninitializedParameter, _Uninitialized, is_uninitialized
 
 # The tracer sets this to a callable ``(module, args, kwargs) -> result``; ``Module.__call__`` then
@@ -45,37 +46,47 @@ STATE_VERSION = _StateVersion()
 
 class _MemberDict(dict):
     """A module's ``_parameters`` / ``_buffers`` / ``_modules``: a dict that counts every change in
-    :data:`STATE_VERSION`, direct writes such as ``module._parameters[name] = p`` included."""
+    :data:`STATE_VERSION`, direct writes such as ``module._parameters[name] = p`` included (and
+    lets a failing eager call undo them)."""
 
     def __setitem__(self, key: str, value: Any) -> None:
+        _undo.save_item(self, key)
         super().__setitem__(key, value)
         STATE_VERSION.bump()
 
     def __delitem__(self, key: str) -> None:
+        _undo.save_item(self, key)
         super().__delitem__(key)
         STATE_VERSION.bump()
 
     def pop(self, *args: Any) -> Any:
+        if args:
+            _undo.save_item(self, args[0])
         try:
             return super().pop(*args)
         finally:
             STATE_VERSION.bump()
 
     def popitem(self) -> tuple[str, Any]:
+        _undo.save_items(self)
         try:
             return super().popitem()
         finally:
             STATE_VERSION.bump()
 
     def setdefault(self, key: str, default: Any = None) -> Any:
+        _undo.save_item(self, key)
         try:
             return super().setdefault(key, default)
         finally:
             STATE_VERSION.bump()
 
     def update(self, *args: Any, **kwargs: Any) -> None:
+        items = dict(*args, **kwargs)  # once: the arguments may be an iterator
+        for key in items:
+            _undo.save_item(self, key)
         try:
-            super().update(*args, **kwargs)
+            super().update(items)
         finally:
             STATE_VERSION.bump()
 
@@ -84,6 +95,7 @@ class _MemberDict(dict):
         return self
 
     def clear(self) -> None:
+        _undo.save_items(self)
         super().clear()
         STATE_VERSION.bump()
 
@@ -116,13 +128,17 @@ def describe(module: Module) -> str:
     return f"module '{path}' ({cls})" if path else f"module {cls}"
 
 
-def _check_float_dtype(dtype: Any) -> np.dtype:
+def _check_float_dtype(dtype: Any, where: str) -> np.dtype:
+    """``dtype`` as float32/float64 (``None`` means the default, float32), else a :class:`ConfigError`."""
+    if dtype is None:
+        return FLOAT_DTYPES[0]
     try:
         dt = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError):
         dt = None
-    if dt not in FLOAT_DTYPES:
-        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+    # Test ``None`` first: NumPy compares ``None`` equal to float64.
+    if dt is None or dt not in FLOAT_DTYPES:
+        raise ConfigError(f"{where}: dtype must be float32 or float64, got {dtype!r}")
     return dt
 
 
@@ -149,10 +165,14 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run ``forward``.  If the outermost eager call fails, every change it made to modules,
+        parameters, buffers and the random generator is undone before the error propagates."""
         interceptor = CALL_INTERCEPTOR.get()
         if interceptor is not None:
             return interceptor(self, args, kwargs)
-        return self.forward(*args, **kwargs)
+        if _undo.active():  # a nested call: the outermost one undoes everything on failure
+            return self.forward(*args, **kwargs)
+        return _undo.call_undoable(self.forward, args, kwargs)
 
     # ------------------------------------------------------------------ registration
     def _require_init(self) -> None:
@@ -166,6 +186,8 @@ class Module:
         owner = ref() if ref is not None else None
         if owner is not None and owner is not self and owner._modules.get(module._name) is module:
             return
+        _undo.save_item(module.__dict__, "_parent")
+        _undo.save_item(module.__dict__, "_name")
         module.__dict__["_parent"] = weakref.ref(self)
         module.__dict__["_name"] = name
 
@@ -179,6 +201,7 @@ class Module:
     ) -> None:
         """Register an array (or ``None``) as buffer ``name``; persistent buffers go in the state_dict."""
         self._register_member("buffer", "_buffers", name, tensor, np.ndarray, "np.ndarray")
+        _undo.save_member(self._non_persistent_buffers, name)
         if persistent:
             self._non_persistent_buffers.discard(name)
         else:
@@ -202,6 +225,18 @@ class Module:
             value._bind(self, name)
         members[name] = value
 
+    def _member(self, kind: str, name: str, where: str) -> Any:
+        """This module's own parameter or buffer ``name`` (``kind``), which may be ``None``; a
+        :class:`ConfigError` if it was deleted (forward checks before it touches anything)."""
+        store = self._parameters if kind == "parameter" else self._buffers
+        value = store.get(name, _undo.MISSING)
+        if value is _undo.MISSING:
+            raise ConfigError(
+                f"{where}: expected {kind} '{name}' (an array or None), got no such {kind} (it was "
+                f"deleted); register it again with register_{kind}('{name}', ...)"
+            )
+        return value
+
     def register_module(self, name: str, module: Module | None) -> None:
         """Register a sub-module under ``name`` (``add_module`` is an alias)."""
         self._require_init()
@@ -222,7 +257,9 @@ class Module:
             if store is not keep:
                 store.pop(name, None)
         if keep is not self._buffers:
+            _undo.save_member(self._non_persistent_buffers, name)
             self._non_persistent_buffers.discard(name)
+        _undo.save_item(self.__dict__, name)
         self.__dict__.pop(name, None)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -238,6 +275,10 @@ class Module:
         elif "_modules" in d and name in self._modules:
             self.register_module(name, value)
         else:
+            if name == "__class__":
+                _undo.save_class(self)
+            else:
+                _undo.save_item(d, name)
             object.__setattr__(self, name, value)
             STATE_VERSION.bump()  # say ``training``; the member stores count their own changes
 
@@ -252,8 +293,10 @@ class Module:
         for store in (self._parameters, self._buffers, self._modules):
             if name in store:
                 del store[name]
+                _undo.save_member(self._non_persistent_buffers, name)
                 self._non_persistent_buffers.discard(name)
                 return
+        _undo.save_item(self.__dict__, name)
         object.__delattr__(self, name)
         STATE_VERSION.bump()
 
@@ -405,13 +448,16 @@ class Module:
         """Equivalent to ``train(False)``."""
         return self.train(False)
 
-    def to(self, dtype: Any) -> Module:
-        """Convert floating-point parameters and buffers to ``dtype`` (float32 or float64).
+    def to(self, dtype: Any = None) -> Module:
+        """Convert floating-point parameters and buffers to ``dtype`` (float32 or float64; ``None``:
+        no change).
 
         Arrays are replaced by converted copies (NumPy cannot change an array's dtype in place);
         ``num_batches_tracked`` stays int64.
         """
-        dt = _check_float_dtype(dtype)
+        if dtype is None:  # like torch's ``.to()`` without a dtype
+            return self
+        dt = _check_float_dtype(dtype, f"{describe(self)}: to")
         for mod in self.modules():
             for store in (mod._parameters, mod._buffers):
                 for name, value in store.items():

@@ -111,6 +111,14 @@ class _Uninitialized:
     def __bool__(self) -> bool:
         raise self._error("take its truth value")
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the placeholder lacks: ndarray methods and attributes (.sum(),
+        # .copy(), .nbytes) raise the same error as every other use; anything else stays an
+        # AttributeError (pickle and copy probe for optional dunders).
+        if not name.startswith("_") and hasattr(np.ndarray, name):
+            raise self._error(f"use '.{name}'")
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
     def __float__(self) -> float:
         raise self._error("convert it to float")
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from lazyfuse.errors import StateDictError
 
+from . import _undo
 from .lazy import LazyModuleMixin
 from .module import IncompatibleKeys, Module, describe
 from .parameter import is_uninitialized
@@ -134,5 +135,6 @@ def load_state_dict(root: Module, state_dict: Mapping[str, Any], strict: bool = 
         if dims is not None:
             mod._materialize(dims, init=False)
         for store, name, src in copies:
+            _undo.save_array(store[name])
             np.copyto(store[name], src, casting="same_kind")
     return IncompatibleKeys(missing, unexpected)
