@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from lazyfuse.backends import get_backend
 from lazyfuse.backends.common import CompiledModule
-from lazyfuse.errors import CompileError
+from lazyfuse.errors import CompileError, TraceError
 from lazyfuse.frontends.nn import Module
 from lazyfuse.frontends.trace import _as_spec, trace
 from lazyfuse.ir.graph import Graph
 from lazyfuse.ir.types import TensorSpec
 from lazyfuse.passes.manager import PassContext, run_passes
+
+
+def _not_a_graph(obj: object) -> TraceError:
+    msg = f"infer_shapes: expected a lazyfuse.Graph, got {type(obj).__name__}"
+    if isinstance(obj, Module):
+        msg += "; trace the model first: lf.infer_shapes(lf.trace(model, spec))"
+    return TraceError(msg)
 
 
 def infer_shapes(graph: Graph, ctx: PassContext | None = None) -> Graph:
@@ -19,7 +26,7 @@ def infer_shapes(graph: Graph, ctx: PassContext | None = None) -> Graph:
     only the shapes are inferred.  On an :class:`InferenceError` the model is unchanged.
     """
     if not isinstance(graph, Graph):
-        raise TypeError(f"infer_shapes: expected a lazyfuse.Graph, got {type(graph).__name__}")
+        raise _not_a_graph(graph)
     ctx = PassContext(model=graph.model) if ctx is None else ctx
     return run_passes(graph.copy(), ["infer_shapes", "materialize_lazy"], ctx)
 

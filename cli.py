@@ -221,13 +221,30 @@ def _fail(message: str) -> None:
         print(f"  {line}", file=sys.stderr)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace | int:
+    """The parsed arguments, or the exit status of argparse's own exits (--help, --version)."""
+    try:
+        return parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0
+
+
+def _exit_message(args: argparse.Namespace | None, exc: SystemExit) -> str:
+    model = getattr(args, "model", None) or "the model"
+    return (f"{model}: the model's code called sys.exit({exc.code!r}) while it was being loaded or "
+            "traced; a model file must define the model, not exit")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("LAZYFUSE_DEBUG", "") not in ("", "0")
     parser = build_parser()
+    args = None
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
+        if isinstance(args, int):  # --help or --version printed
+            return args
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
@@ -242,8 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _fail(str(exc))
         return 1
-    except SystemExit as exc:  # --help and --version
-        return exc.code if isinstance(exc.code, int) else 0
+    except SystemExit as exc:  # user code exited while the model was loaded or traced
+        if debug:
+            traceback.print_exc()
+        _fail(_exit_message(args, exc))
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from lazyfuse.errors import InferenceError, TraceError
+from lazyfuse.errors import InferenceError, LazyFuseError, TraceError
 from lazyfuse.frontends import nn
 from lazyfuse.frontends.nn import functional as F
+from lazyfuse.frontends.nn._checks import check_dim, check_eps, check_momentum
 from lazyfuse.frontends.nn.module import CALL_INTERCEPTOR, Module
 from lazyfuse.ir.graph import Graph, Loc, Node
 from lazyfuse.ir.ops import infer_node as ops_infer_node
@@ -486,13 +487,16 @@ def _emit_linear(tr: Tracer, m: Any, x: Proxy) -> Proxy:
 
 
 def _emit_batch_norm(tr: Tracer, m: Any, x: Proxy) -> Proxy:
-    lazy = m.has_uninitialized_params()
+    # eps and momentum may have been reassigned since construction: the constructor's checks
+    where = f"{nn.describe(m)}: batch_norm"
+    eps, momentum = check_eps(where, m.eps), check_momentum(where, m.momentum)
+    lazy = isinstance(m, nn.LazyModuleMixin)  # also with no arrays to size (affine=False, no stats)
     names = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
     ins = [tr.module_node(m, n) for n in names]
     attrs = {
         "num_features": UNKNOWN if lazy else m.num_features,
-        "eps": float(m.eps),
-        "momentum": None if m.momentum is None else float(m.momentum),
+        "eps": eps,
+        "momentum": momentum,
         "affine": bool(m.affine),
         "track_running_stats": bool(m.track_running_stats),
     }
@@ -504,7 +508,8 @@ def _emit_relu(tr: Tracer, m: Any, x: Proxy) -> Proxy:
 
 
 def _emit_flatten(tr: Tracer, m: Any, x: Proxy) -> Proxy:
-    return tr.call("flatten", [x.node], {"start_dim": int(m.start_dim), "end_dim": int(m.end_dim)}, module=m)
+    start, end = m.dims(f"{nn.describe(m)}: flatten")
+    return tr.call("flatten", [x.node], {"start_dim": start, "end_dim": end}, module=m)
 
 
 def _emit_identity(tr: Tracer, m: Any, x: Proxy) -> Proxy:
@@ -548,7 +553,9 @@ def _fn_relu(tr: Tracer, a: dict) -> Proxy:
 
 def _fn_flatten(tr: Tracer, a: dict) -> Proxy:
     x = tr.as_node(a["input"], "flatten()")
-    return tr.call("flatten", [x], {"start_dim": int(a["start_dim"]), "end_dim": int(a["end_dim"])})
+    start = check_dim("flatten", "start_dim", a["start_dim"])
+    end = check_dim("flatten", "end_dim", a["end_dim"])
+    return tr.call("flatten", [x], {"start_dim": start, "end_dim": end})
 
 
 def _fn_batch_norm(tr: Tracer, a: dict) -> Proxy:
@@ -562,7 +569,8 @@ def _fn_batch_norm(tr: Tracer, a: dict) -> Proxy:
     if (w is None) != (b is None):
         raise _trace_error("batch_norm(): pass both weight and bias or neither")
     c = x.type.shape[1] if x.type.rank >= 2 else UNKNOWN
-    attrs = {"num_features": c, "eps": float(a["eps"]), "momentum": float(a["momentum"]),
+    momentum, eps = F.check_bn_factors("batch_norm", a["momentum"], a["eps"])
+    attrs = {"num_features": c, "eps": eps, "momentum": momentum,
              "affine": w is not None, "track_running_stats": False}
     return tr.call("batch_norm", [x, w, b], attrs)
 
@@ -596,6 +604,53 @@ def _input_names(model: Module, count: int) -> list[str]:
     return names
 
 
+def _arity(sig: inspect.Signature) -> str:
+    """How many positional inputs ``sig`` takes: ``'1'``, ``'1 to 3'`` or ``'at least 2'``."""
+    params = list(sig.parameters.values())
+    pos = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    least = sum(p.default is p.empty for p in pos)
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return f"at least {least}"
+    return str(least) if least == len(pos) else f"{least} to {len(pos)}"
+
+
+def _arity_error(model: Module, takes: str, count: int) -> TraceError:
+    return TraceError(f"model {type(model).__name__}'s forward takes {takes} input(s), got {count} "
+                      "spec(s); give one TensorSpec (or shape tuple) per forward() input")
+
+
+def _check_arity(model: Module, count: int) -> None:
+    """Raise :class:`TraceError` unless ``model.forward`` takes ``count`` positional inputs."""
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # no signature: the call itself is checked (_rejected_call)
+        return
+    required = [p.name for p in sig.parameters.values()
+                if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if required:
+        raise TraceError(f"model {type(model).__name__}'s forward has required keyword-only "
+                         f"argument(s) {', '.join(required)}; trace passes the specs positionally")
+    try:
+        sig.bind(*range(count))
+    except TypeError:
+        raise _arity_error(model, _arity(sig), count) from None
+
+
+def _rejected_call(exc: TypeError) -> bool:
+    """True when ``exc`` comes from calling the traced model's ``forward`` itself, not from its body.
+
+    Python raises an arity error in the caller's frame, so the innermost frame is the tracer's
+    ``intercept`` for the top-level call (the only ``intercept`` frame on the traceback).
+    """
+    codes = []
+    tb = exc.__traceback__
+    while tb is not None:
+        codes.append(tb.tb_frame.f_code)
+        tb = tb.tb_next
+    intercept = Tracer.intercept.__code__
+    return bool(codes) and codes[-1] is intercept and codes.count(intercept) == 1
+
+
 def _collect_outputs(result: Any, tracer: Tracer) -> list[Node]:
     items = result if isinstance(result, (tuple, list)) else (result,)
     if not items:
@@ -619,6 +674,7 @@ def trace(model: Module, *specs: TensorSpec | tuple) -> Graph:
     """
     if not isinstance(model, Module):
         raise TraceError(f"trace: expected a lazyfuse.nn.Module, got {type(model).__name__}")
+    _check_arity(model, len(specs))
     if not specs:
         raise TraceError("trace: give one TensorSpec (or shape tuple) per forward() input")
     tspecs = [_as_spec(s) for s in specs]
@@ -636,6 +692,11 @@ def trace(model: Module, *specs: TensorSpec | tuple) -> Graph:
     token = CALL_INTERCEPTOR.set(tracer.intercept)
     try:
         result = model(*proxies)
+    except TypeError as exc:
+        if isinstance(exc, LazyFuseError) or not _rejected_call(exc):
+            raise
+        raise TraceError(f"model {type(model).__name__}'s forward does not take {len(types)} input(s) "
+                         f"({exc}); give one TensorSpec (or shape tuple) per forward() input") from None
     finally:
         CALL_INTERCEPTOR.reset(token)
         _ACTIVE.reset(active_token)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lazyfuse.errors import IRError
+from lazyfuse.errors import IRError, IRParseError
 
 from .types import TensorType
 
@@ -375,6 +375,8 @@ class Graph:
         """Parse the text IR printed by ``str(graph)``."""
         from .parser import parse_graph
 
+        if not isinstance(text, str):
+            raise IRParseError(f"Graph.parse: expected the IR text as a str, got {type(text).__name__}")
         return parse_graph(text)
 
     def to_json(self, indent: int | None = None) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from lazyfuse.errors import ConfigError, DTypeError, InferenceError, ShapeError
+from lazyfuse.errors import ConfigError, DTypeError, InferenceError, ShapeError, TraceError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -64,7 +64,7 @@ def dtype_from(x: Any) -> DType:
         return DTYPES[x]
     try:
         name = np.dtype(x).name
-    except TypeError:
+    except (TypeError, ValueError):
         name = None
     if name in DTYPES:
         return DTYPES[name]
@@ -316,44 +316,57 @@ class TensorType:
 
 
 # ------------------------------------------------------------------------------------ TensorSpec
+def _spec_dim(i: int, d: Any) -> int | str:
+    """Validate dim ``i`` of a TensorSpec: a positive int or a symbol name."""
+    if isinstance(d, Sym) and d.coeff == 1 and len(d.names) == 1:
+        d = d.names[0]
+    if isinstance(d, str):
+        if not _IDENT.match(d):
+            raise ConfigError(
+                f"TensorSpec dim {i} is {d!r}: a symbol name must be a non-empty identifier like 'N'"
+            )
+        return d
+    if isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)):
+        if d <= 0:
+            raise ConfigError(f"TensorSpec dim {i} is {d}: sizes must be positive ints")
+        return int(d)
+    raise TraceError(
+        f"TensorSpec dim {i} is {d!r} ({type(d).__name__}): expected a positive int or a symbol "
+        "name (str) such as 'N'"
+    )
+
+
+def _spec_dtype(dtype: Any) -> DType:
+    """The float DType of a TensorSpec; ``None`` means the default float32 (as in PyTorch)."""
+    if dtype is None:
+        return f32
+    try:
+        dt = dtype_from(dtype)
+    except DTypeError:
+        dt = None
+    if dt is None or not dt.is_float:
+        got = dt.name if dt is not None else repr(dtype)
+        raise DTypeError(f"TensorSpec dtype must be float32 or float64, got {got}")
+    return dt
+
+
 class TensorSpec:
     """A user's input description: ``TensorSpec(("N", 784), dtype="float32")``.
 
     Dims are positive ints or symbol names (identifiers such as ``"N"``); a symbol used twice must
-    have the same size in every call.
+    have the same size in every call.  ``dtype`` is float32 (the default, also for ``None``) or
+    float64.
     """
 
     __slots__ = ("shape", "dtype")
 
     def __init__(self, shape: Iterable[Any], dtype: Any = "float32") -> None:
         if isinstance(shape, (str, bytes)) or not isinstance(shape, Iterable):
-            raise TypeError(
+            raise TraceError(
                 f"TensorSpec shape must be a tuple of ints and symbol names like ('N', 784), got {shape!r}"
             )
-        dims: list[int | str] = []
-        for i, d in enumerate(shape):
-            if isinstance(d, Sym) and d.coeff == 1 and len(d.names) == 1:
-                d = d.names[0]
-            if isinstance(d, str):
-                if not _IDENT.match(d):
-                    raise ConfigError(
-                        f"TensorSpec dim {i} is {d!r}: a symbol name must be a non-empty identifier like 'N'"
-                    )
-            elif isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)):
-                d = int(d)
-                if d <= 0:
-                    raise ConfigError(f"TensorSpec dim {i} is {d}: sizes must be positive ints")
-            else:
-                raise TypeError(
-                    f"TensorSpec dim {i} is {d!r} ({type(d).__name__}): expected a positive int or "
-                    "a symbol name (str)"
-                )
-            dims.append(d)
-        dt = dtype_from(dtype)
-        if not dt.is_float:
-            raise DTypeError(f"TensorSpec dtype must be float32 or float64, got {dt.name}")
-        self.shape: tuple[int | str, ...] = tuple(dims)
-        self.dtype: DType = dt
+        self.shape: tuple[int | str, ...] = tuple(_spec_dim(i, d) for i, d in enumerate(shape))
+        self.dtype: DType = _spec_dtype(dtype)
 
     @property
     def symbols(self) -> tuple[str, ...]:

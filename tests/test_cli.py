@@ -49,6 +49,23 @@ MODEL_SRC = textwrap.dedent("""\
 
     def not_a_module():
         return 42
+
+
+    def two_inputs():
+        class TwoIn(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(8, 4)
+
+            def forward(self, x, y):
+                return self.fc(x) + self.fc(y)
+
+        return TwoIn()
+
+
+    def exits():
+        import sys
+        sys.exit(0)
 """)
 
 GOLDEN_INFERRED = """\
@@ -186,9 +203,17 @@ def test_viz_without_graphviz_fails_cleanly(work: Path) -> None:
     (["dump", "model.onnx", "--input", "N,8"], 1, "ONNX import is not available yet"),
     (["dump", "tiny.py:Tiny", "--input", "N,8", "--print-after", "fuse"], 2, "not run at stage inferred"),
     (["viz", "tiny.py:Tiny", "--input", "N,8", "-o", "g.pdf"], 2, ".svg, .png, .html or .dot"),
+    (["dump", "tiny.py:two_inputs", "--input", "N,8"], 1,
+     "model TwoIn's forward takes 2 input(s), got 1 spec(s)"),
+    (["dump", "tiny.py:Tiny", "--input", "N,8", "--input", "N,8", "--summary"], 1,
+     "model Tiny's forward takes 1 input(s), got 2 spec(s)"),
+    (["dump", "tiny.py:exits", "--input", "N,8"], 1, "tiny.py:exits: the model's code called sys.exit(0)"),
+    (["viz", "exit_on_import.py:f", "--input", "N,8", "-o", "g.svg"], 1,
+     "the model's code called sys.exit('bye')"),
 ])
 def test_errors(work: Path, args: list[str], code: int, needle: str) -> None:
     (work / "model.onnx").write_bytes(b"\x08\x07")
+    (work / "exit_on_import.py").write_text("import sys\nsys.exit('bye')\n")
     r = run(*args, cwd=work)
     assert r.returncode == code, (r.stdout, r.stderr)
     assert r.stderr.startswith("lazyfuse: error: "), r.stderr
@@ -224,3 +249,14 @@ def test_no_command_and_unknown_option(capsys: pytest.CaptureFixture[str]) -> No
     assert cli.main([]) == 2
     assert cli.main(["dump", "x.py:f", "--input", "N,3", "--bogus"]) == 2
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+
+
+def test_only_argparse_exits_count_as_help(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "quits.py").write_text("import sys\n\ndef f():\n    sys.exit(0)\n")
+    assert cli.main(["dump", f"{tmp_path / 'quits.py'}:f", "--input", "N,3"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("lazyfuse: error: ") and "sys.exit(0)" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err
+    assert cli.main(["--version"]) == 0 and cli.main(["dump", "--help"]) == 0
+    assert "lazyfuse" in capsys.readouterr().out

@@ -180,6 +180,12 @@ def test_parse_errors(text, where, msg):
         assert "^" in str(info.value)
 
 
+@pytest.mark.parametrize("value, got", [(None, "NoneType"), (b"graph @g() -> () {", "bytes"), (3, "int")])
+def test_parse_of_a_non_string_names_what_it_got(value, got):
+    with pytest.raises(IRParseError, match=f"Graph.parse: expected the IR text as a str, got {got}$"):
+        Graph.parse(value)
+
+
 def test_parse_ignores_blank_and_slash_comment_lines():
     text = "// ----- IR after infer_shapes -----\n" + LAZY_TEXT.replace("\n  return", "\n\n  return")
     assert Graph.parse(text) == lazy_mlp()

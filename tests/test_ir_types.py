@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lazyfuse.errors import ConfigError, DTypeError, InferenceError, ShapeError
+from lazyfuse.errors import ConfigError, DTypeError, InferenceError, LazyFuseError, ShapeError, TraceError
 from lazyfuse.ir import UNKNOWN, Sym, TensorSpec, TensorType, dtype_from, f32, f64, i64, unify
 from lazyfuse.ir.types import parse_dim
 
@@ -94,23 +94,41 @@ def test_tensor_spec_valid():
 @pytest.mark.parametrize("shape, exc, msg", [
     ((0, 3), ConfigError, "dim 0 is 0"),
     (("N", -2), ConfigError, "dim 1 is -2"),
-    (("N", 2.5), TypeError, "dim 1 is 2.5"),
+    (("N", 2.5), TraceError, "dim 1 is 2.5 \\(float\\): expected a positive int or a symbol name"),
+    (("N", 4.0), TraceError, "dim 1 is 4.0 \\(float\\)"),
+    (("N", None), TraceError, "dim 1 is None \\(NoneType\\)"),
     (("", 3), ConfigError, "non-empty identifier"),
     (("N x", 3), ConfigError, "identifier"),
-    ((True, 3), TypeError, "bool"),
-    ("N,784", TypeError, "tuple"),
-    (5, TypeError, "tuple"),
+    ((True, 3), TraceError, "dim 0 is True \\(bool\\)"),
+    ("N,784", TraceError, "shape must be a tuple .* got 'N,784'"),
+    (5, TraceError, "shape must be a tuple .* got 5"),
 ])
 def test_tensor_spec_errors(shape, exc, msg):
-    with pytest.raises(exc, match=msg):
+    with pytest.raises(exc, match=msg) as info:
         TensorSpec(shape)
+    assert isinstance(info.value, LazyFuseError)
 
 
-def test_tensor_spec_dtype_errors():
-    with pytest.raises(DTypeError, match="float32 or float64"):
-        TensorSpec(("N",), dtype="int64")
-    with pytest.raises(DTypeError):
-        TensorSpec(("N",), dtype="complex64")
+def test_tensor_spec_type_mistakes_stay_type_errors():
+    for shape in [("N", 4.0), ("N", None), (True, 3), "N,784", 5]:
+        with pytest.raises(TypeError):
+            TensorSpec(shape)
+
+
+@pytest.mark.parametrize("dtype, got", [
+    ("int64", "got int64"), (int, "got int64"), ("complex64", "got 'complex64'"),
+    ("float16", "got 'float16'"), ("foo", "got 'foo'"), ([1], "got \\[1\\]"),
+])
+def test_tensor_spec_dtype_errors(dtype, got):
+    with pytest.raises(DTypeError, match=f"TensorSpec dtype must be float32 or float64, {got}") as info:
+        TensorSpec(("N",), dtype=dtype)
+    assert "int64" not in str(info.value).split("got")[0]  # int64 is never offered as accepted
+
+
+def test_tensor_spec_dtype_none_is_the_float32_default():
+    assert TensorSpec(("N", 4), dtype=None).dtype is f32
+    assert TensorSpec(("N", 4), dtype=None) == TensorSpec(("N", 4))
+    assert TensorSpec(("N", 4), dtype="f64").dtype is f64
 
 
 def test_unify_binds_symbols_consistently():

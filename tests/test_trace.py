@@ -230,6 +230,85 @@ def test_trace_rejects_bad_arguments():
         lf.trace(nn.ReLU(), "N")
 
 
+@pytest.mark.parametrize("model, specs, match", [
+    (nn.Sequential(nn.Linear(4, 3)), [("N", 4), ("N", 4)],
+     "model Sequential's forward takes 1 input\\(s\\), got 2 spec\\(s\\)"),
+    (nn.Sequential(nn.Linear(4, 3)), [], "model Sequential's forward takes 1 input\\(s\\), got 0 spec"),
+    (nn.Linear(4, 3), [("N", 4), ("N", 4)], "model Linear's forward takes 1 input"),
+    (M.TwoInputs(), [("N", 3)], "model TwoInputs's forward takes 2 input\\(s\\), got 1 spec"),
+])
+def test_wrong_number_of_specs_is_a_trace_error(model, specs, match):
+    with pytest.raises(TraceError, match=match):
+        lf.trace(model, *specs)
+    with pytest.raises(TraceError, match=match):
+        lf.summary(model, *specs)
+
+
+def test_arity_message_counts_defaults_varargs_and_keyword_only():
+    class Opt(nn.Module):
+        def forward(self, x, y=None, z=None):
+            return x
+
+    class Var(nn.Module):
+        def forward(self, x, *rest):
+            return x
+
+    class Kw(nn.Module):
+        def forward(self, x, *, scale):
+            return x
+
+    assert lf.trace(Opt(), ("N", 2), ("N", 2)).inputs[1].name == "y"
+    with pytest.raises(TraceError, match="takes 1 to 3 input"):
+        lf.trace(Opt(), *[("N", 2)] * 4)
+    assert len(lf.trace(Var(), *[("N", 2)] * 3).inputs) == 3
+    with pytest.raises(TraceError, match="takes at least 1 input\\(s\\), got 0"):
+        lf.trace(Var())
+    with pytest.raises(TraceError, match="required keyword-only argument\\(s\\) scale"):
+        lf.trace(Kw(), ("N", 2))
+
+
+def test_type_errors_raised_inside_forward_are_not_arity_errors():
+    class Inner(nn.Module):
+        def forward(self, x):
+            raise TypeError("user bug")
+
+    def wrapper(self, *args):  # no functools.wraps: its signature binds any count
+        return Inner.forward(self, *args)
+
+    for model in (Inner(), type("Wrapped", (nn.Module,), {"forward": wrapper})()):
+        with pytest.raises(TypeError, match="user bug") as info:
+            lf.trace(model, ("N", 2))
+        assert not isinstance(info.value, TraceError)
+    with pytest.raises(TypeError, match="takes 2 positional arguments") as info:
+        lf.trace(type("Wrapped", (nn.Module,), {"forward": wrapper})(), ("N", 2), ("N", 2))
+    assert not isinstance(info.value, TraceError)  # raised by the user's wrapper, not by trace
+
+
+class _NoSignature:
+    """A forward that ``inspect.signature`` cannot read (its ``__signature__`` is not a Signature)."""
+
+    __signature__ = "unreadable"
+
+    def __init__(self, body):
+        self.body = body
+
+    def __call__(self, x):
+        return self.body(x)
+
+
+def test_arity_is_checked_at_the_call_when_forward_has_no_signature():
+    ok = type("NoSig", (nn.Module,), {"forward": _NoSignature(lambda x: x)})()
+    with pytest.raises(TypeError):
+        inspect.signature(ok.forward)
+    assert len(lf.trace(ok, ("N", 2)).inputs) == 1
+    with pytest.raises(TraceError, match="model NoSig's forward does not take 2 input\\(s\\)"):
+        lf.trace(ok, ("N", 2), ("N", 2))
+    bad = type("NoSig", (nn.Module,), {"forward": _NoSignature(lambda x: int(x, 2, 3))})()
+    with pytest.raises(TypeError, match="int\\(\\) takes at most 2 arguments") as info:
+        lf.trace(bad, ("N", 2))
+    assert not isinstance(info.value, TraceError)
+
+
 def test_interceptor_is_reset_after_errors():
     with pytest.raises(TraceError):
         lf.trace(M.Branchy(), ("N", 3))
@@ -332,3 +411,56 @@ def test_equality_of_traced_values_is_control_flow():
 
     with pytest.raises(TraceError, match="control flow on a traced value"):
         lf.trace(Eq(), ("N", 2), ("N", 2))
+
+
+@pytest.mark.parametrize("attr, value, needle", [
+    ("momentum", "x", "momentum must be a float in [0, 1] or None, got 'x'"),
+    ("momentum", 2.0, "momentum must be a float in [0, 1] or None, got 2.0"),
+    ("eps", -1.0, "eps must be a finite float > 0, got -1.0"),
+    ("eps", "a", "eps must be a finite float > 0, got 'a'"),
+    ("eps", float("inf"), "eps must be a finite float > 0, got inf"),
+])
+def test_reassigned_batchnorm_settings_are_checked_like_the_constructor(attr, value, needle):
+    from lazyfuse.errors import ConfigError
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    setattr(model[1], attr, value)
+    before = snapshot(model)
+    for run in (lambda: lf.trace(model, ("N", 4)), lambda: lf.compile(model, ("N", 4), backend="reference")):
+        with pytest.raises(ConfigError) as info:
+            run()
+        assert str(info.value) == f"module '1' (BatchNorm1d): batch_norm: {needle}"
+    assert_same(before, snapshot(model))
+
+
+def test_flatten_dims_are_checked_while_tracing():
+    from lazyfuse.errors import ConfigError
+
+    model = nn.Sequential(nn.Flatten())
+    model[0].end_dim = 1.5
+    with pytest.raises(ConfigError, match=r"^module '0' \(Flatten\): flatten: end_dim must be an int, got"):
+        lf.trace(model, ("N", 2, 3))
+
+    class Functional(nn.Module):
+        def forward(self, x):
+            return F.flatten(x, "a")
+
+    with pytest.raises(ConfigError, match="^flatten: start_dim must be an int, got str 'a'"):
+        lf.trace(Functional(), ("N", 2, 3))
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"eps": "a"}, "batch_norm: eps must be a finite float > 0, got 'a'"),
+    ({"eps": -1}, "batch_norm: eps must be a finite float > 0, got -1"),
+    ({"momentum": "m"}, "batch_norm: momentum must be a float factor, got 'm'"),
+])
+def test_functional_batch_norm_arguments_are_checked_while_tracing(kwargs, needle):
+    from lazyfuse.errors import ConfigError
+
+    class Functional(nn.Module):
+        def forward(self, x):
+            return F.batch_norm(x, None, None, training=True, **kwargs)
+
+    with pytest.raises(ConfigError) as info:
+        lf.trace(Functional(), ("N", 3))
+    assert str(info.value) == needle
