@@ -54,13 +54,36 @@ def plan(graph: Graph, model: Any) -> list[tuple[str, Any, str, int]]:
                 f"not a concrete size, after shape inference ({node.ref}: {node.type}); "
                 "run infer_shapes first"
             )
-        prev = found.get(path)
-        if prev is not None and prev[3] != size:
-            raise InferenceError(f"module '{path}' ({type(module).__name__}): {keyword} resolved to both "
-                                 f"{prev[3]} ({prev[4].ref}) and {size} ({node.ref})")
-        if prev is None:
-            found[path] = (path, module, keyword, size, node)
+        _add(found, path, module, keyword, size, node)
+    # A lazy module without arrays (LazyBatchNorm1d(affine=False, track_running_stats=False)) takes
+    # its size from its op's inferred attribute; it draws no random numbers, so order is free.
+    for node in graph.nodes:
+        if node.module is None or node.module in found or node.op in ("param", "buffer", "input"):
+            continue
+        try:
+            module = model.get_submodule(node.module)
+        except AttributeError:
+            continue
+        cls = _lazy_class(module)
+        if cls is None:
+            continue
+        keyword = _SIZE_FROM[cls][0]
+        size = node.attrs.get(keyword)
+        if not isinstance(size, int) or size < 1:
+            raise InferenceError(f"cannot materialize module '{node.module}' ({type(module).__name__}): "
+                                 f"{keyword} is {size}, not a concrete size, after shape inference "
+                                 f"({node.ref}); run infer_shapes first")
+        _add(found, node.module, module, keyword, size, node)
     return [entry[:4] for entry in found.values()]
+
+
+def _add(found: dict, path: str, module: Any, keyword: str, size: int, node: Node) -> None:
+    prev = found.get(path)
+    if prev is not None and prev[3] != size:
+        raise InferenceError(f"module '{path}' ({type(module).__name__}): {keyword} resolved to both "
+                             f"{prev[3]} ({prev[4].ref}) and {size} ({node.ref})")
+    if prev is None:
+        found[path] = (path, module, keyword, size, node)
 
 
 @register_pass("materialize_lazy")

@@ -198,3 +198,18 @@ def test_golden_examples_inferred():
     g = lf.infer_shapes(lf.trace(model, lf.TensorSpec(("N", 20))))
     assert str(g).strip() == golden_ir.DYNAMIC_MLP_INFERRED.substitute(lines)
     assert [model.get_submodule(f"fc{i}").in_features for i in range(3)] == [20, 128, 64]
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_lazy_batchnorm_without_arrays_is_sized_from_its_input(backend):
+    """LazyBatchNorm1d(affine=False, track_running_stats=False) has no parameter or buffer to size:
+    inference reads num_features from the input and materializes it, as an eager first call does."""
+    x = np.random.default_rng(0).standard_normal((8, 5)).astype(np.float32)
+    eager = nn.Sequential(nn.LazyBatchNorm1d(affine=False, track_running_stats=False), nn.ReLU())
+    model = nn.Sequential(nn.LazyBatchNorm1d(affine=False, track_running_stats=False), nn.ReLU())
+    graph = lf.infer_shapes(lf.trace(model, ("N", 5)))
+    assert "num_features=5" in str(graph)
+    assert type(model[0]) is nn.BatchNorm1d and model[0].num_features == 5
+    cm = lf.compile(model, ("N", 5), backend=backend)
+    np.testing.assert_allclose(cm(x), eager(x), rtol=1e-6, atol=1e-6)
+    assert type(eager[0]) is nn.BatchNorm1d and eager[0].num_features == 5
