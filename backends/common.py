@@ -56,13 +56,13 @@ class CompiledModule:
         self._updated: list[tuple[str, str | None]] = [
             (operand.attrs["target"], path) for n, path in self._bn_nodes
             if n.attrs.get("track_running_stats", True) for operand in n.inputs[-3:]]
-        # Per module the graph runs: its class and the settings the graph baked in (checked again
-        # whenever some module changed, since a call cannot follow a new class or new settings).
-        self._compiled_as = compiled_modules(model, graph) if isinstance(model, nn.Module) else {}
         # The input shapes of the last call and the symbol sizes they bound.
         self._last_shapes: tuple[tuple, dict[str, int]] | None = None
         # (STATE_VERSION when fetched, state, training) of the last call; lazyfuse models only.
         self._tracked = isinstance(model, nn.Module)
+        # Per module the graph runs: its class and the settings the graph baked in (checked again
+        # whenever some module changed, since a call cannot follow a new class or new settings).
+        self._compiled_as = compiled_modules(model, graph) if self._tracked else {}
         self._snapshot: tuple[int, dict[str, np.ndarray], dict[str | None, bool]] | None = None
         # The replay of the last call (see ``__call__``): (STATE_VERSION, input count, per input
         # (shape, strides, dtype), the runner's call bound to that call's state and flags or None,
@@ -174,18 +174,20 @@ class CompiledModule:
             shape = node.type.evaluate(bindings)
             count = math.prod(shape) // shape[1] if len(shape) > 1 and shape[1] else 0
             if count <= 1:
-                who = f"module '{path}' ({type(self._module(path)).__name__}): " if path else ""
-                raise ShapeError(f"compiled {self.graph.name}: {who}batch_norm: expected more than 1 "
-                                 f"value per channel when training, got input of shape {shape}")
+                raise ShapeError(f"compiled {self.graph.name}: {self._who(path)}batch_norm: expected "
+                                 f"more than 1 value per channel when training, got input of shape {shape}")
 
     def _check_writable(self, state: dict[str, np.ndarray], training: dict[str | None, bool]) -> None:
         """A train-mode call updates running stats in place: refuse read-only ones before any update."""
         for target, path in self._updated:
             if training[path] and not state[target].flags.writeable:
-                who = f"module '{path}' ({type(self._module(path)).__name__}): " if path else ""
-                raise StateError(f"compiled {self.graph.name}: {who}batch_norm: buffer "
+                raise StateError(f"compiled {self.graph.name}: {self._who(path)}batch_norm: buffer "
                                  f"'{target}' is read-only, and a train-mode call updates it in place; "
                                  "assign a writable copy (np.array(...)) or call model.eval()")
+
+    def _who(self, path: str | None) -> str:
+        """``"module 'bn1' (BatchNorm1d): "`` for messages, or nothing for a functional op at the root."""
+        return f"module '{path}' ({type(self._module(path)).__name__}): " if path else ""
 
     def _read_only_state(self) -> bool:
         snapshot = self._snapshot

@@ -48,13 +48,7 @@ def plan(graph: Graph, model: Any) -> list[tuple[str, Any, str, int]]:
         if name not in readers:
             continue
         size = readers[name](node.type.shape) if node.type is not None and node.type.rank else None
-        if not isinstance(size, int) or size < 1:
-            raise InferenceError(
-                f"cannot materialize module '{path}' ({type(module).__name__}): {keyword} is {size}, "
-                f"not a concrete size, after shape inference ({node.ref}: {node.type}); "
-                "run infer_shapes first"
-            )
-        _add(found, path, module, keyword, size, node)
+        _add(found, path, module, keyword, size, node, f"{node.ref}: {node.type}")
     # A lazy module without arrays (LazyBatchNorm1d(affine=False, track_running_stats=False)) takes
     # its size from its op's inferred attribute; it draws no random numbers, so order is free.
     for node in graph.nodes:
@@ -68,16 +62,17 @@ def plan(graph: Graph, model: Any) -> list[tuple[str, Any, str, int]]:
         if cls is None:
             continue
         keyword = _SIZE_FROM[cls][0]
-        size = node.attrs.get(keyword)
-        if not isinstance(size, int) or size < 1:
-            raise InferenceError(f"cannot materialize module '{node.module}' ({type(module).__name__}): "
-                                 f"{keyword} is {size}, not a concrete size, after shape inference "
-                                 f"({node.ref}); run infer_shapes first")
-        _add(found, node.module, module, keyword, size, node)
+        _add(found, node.module, module, keyword, node.attrs.get(keyword), node, node.ref)
     return [entry[:4] for entry in found.values()]
 
 
-def _add(found: dict, path: str, module: Any, keyword: str, size: int, node: Node) -> None:
+def _add(found: dict, path: str, module: Any, keyword: str, size: Any, node: Node, source: str) -> None:
+    """Record ``size`` (read from ``node``, described by ``source``) as ``module``'s ``keyword``."""
+    if not isinstance(size, int) or size < 1:
+        raise InferenceError(
+            f"cannot materialize module '{path}' ({type(module).__name__}): {keyword} is {size}, "
+            f"not a concrete size, after shape inference ({source}); run infer_shapes first"
+        )
     prev = found.get(path)
     if prev is not None and prev[3] != size:
         raise InferenceError(f"module '{path}' ({type(module).__name__}): {keyword} resolved to both "

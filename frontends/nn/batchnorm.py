@@ -118,10 +118,9 @@ class BatchNorm1d(Module):
     def _uses_batch_stats(self, mean: Any, var: Any) -> bool:
         return self.training or (mean is None and var is None)
 
-    def _checked(self, input: Any) -> tuple[np.ndarray, dict[str, Any], float, float | None]:
+    def _checked(self, input: Any, where: str) -> tuple[np.ndarray, dict[str, Any], float, float | None]:
         """Every check the first/any call needs, before any state is touched: the input array,
         the state arrays, eps and momentum (re-checked: they may have been reassigned)."""
-        where = self._where()
         eps, momentum = check_eps(where, self.eps), check_momentum(where, self.momentum)
         state = self._state(where)
         x = F.as_float_input(input, where, self._state_dtype(state, where))
@@ -154,8 +153,8 @@ class BatchNorm1d(Module):
         return nbt
 
     def forward(self, input: Any) -> np.ndarray:
-        x, state, eps, momentum = self._checked(input)
         where = self._where()
+        x, state, eps, momentum = self._checked(input, where)
         if x.shape[1] != self.num_features:
             raise ShapeError(
                 f"{where}: expected input with {self.num_features} channels at dim 1 "
@@ -233,10 +232,11 @@ class LazyBatchNorm1d(LazyModuleMixin, BatchNorm1d):
             super().reset_running_stats()
 
     def _dims_from_input(self, input: Any) -> dict[str, int]:
-        x = self._checked(input)[0]
+        where = self._where()
+        x = self._checked(input, where)[0]
         if x.shape[1] == 0:
             raise ShapeError(
-                f"{self._where()}: cannot infer num_features from an input of shape "
+                f"{where}: cannot infer num_features from an input of shape "
                 f"{tuple(x.shape)} (dim 1 is 0)"
             )
         return {"num_features": int(x.shape[1])}

@@ -59,8 +59,8 @@ class Linear(Module):
             raise DTypeError(f"{where}: expected weight of dtype float32 or float64, got {weight.dtype}")
         return weight, self._member("parameter", "bias", where)
 
-    def _input(self, input: Any, where: str) -> np.ndarray:
-        x = F.as_float_input(input, where, self._params(where)[0].dtype)
+    def _input(self, input: Any, where: str, dtype: np.dtype) -> np.ndarray:
+        x = F.as_float_input(input, where, dtype)
         if x.ndim == 0:
             raise ShapeError(
                 f"{where}: expected input of shape (*, {self.in_features or 'in_features'}), "
@@ -88,13 +88,13 @@ class Linear(Module):
 
     def forward(self, input: Any) -> np.ndarray:
         where = self._where()
-        x = self._input(input, where)
+        weight, bias = self._params(where)
+        x = self._input(input, where, weight.dtype)
         if x.shape[-1] != self.in_features:
             raise ShapeError(
                 f"{where}: expected input with last dimension {self.in_features} (in_features), "
                 f"got input of shape {tuple(x.shape)}"
             )
-        weight, bias = self._params(where)
         self._check_shapes(weight, bias, where)
         return F._linear(x, weight, bias)
 
@@ -132,10 +132,11 @@ class LazyLinear(LazyModuleMixin, Linear):
             super().reset_parameters()
 
     def _dims_from_input(self, input: Any) -> dict[str, int]:
-        x = self._input(input, self._where())
+        where = self._where()
+        x = self._input(input, where, self._params(where)[0].dtype)
         if x.shape[-1] == 0:
             raise ShapeError(
-                f"{self._where()}: cannot infer in_features from an input of shape {tuple(x.shape)}"
+                f"{where}: cannot infer in_features from an input of shape {tuple(x.shape)}"
                 " (last dimension is 0)"
             )
         return {"in_features": int(x.shape[-1])}
