@@ -167,13 +167,13 @@ class CompiledModule:
         return [np.ascontiguousarray(a) for a in out], bindings
 
     def _check_batch_stats(self, bindings: dict[str, int], training: dict[str | None, bool]) -> None:
-        """Train-mode BatchNorm needs more than one value per channel (checked before any update)."""
+        """Train-mode BatchNorm needs more than one value per channel (checked before any update);
+        an empty batch is allowed, like PyTorch."""
         for node, path in self._bn_nodes:
             if not (training[path] or not node.attrs.get("track_running_stats", True)):
                 continue
             shape = node.type.evaluate(bindings)
-            count = math.prod(shape) // shape[1] if len(shape) > 1 and shape[1] else 0
-            if count <= 1:
+            if math.prod(shape[:1] + shape[2:]) == 1:
                 raise ShapeError(f"compiled {self.graph.name}: {self._who(path)}batch_norm: expected "
                                  f"more than 1 value per channel when training, got input of shape {shape}")
 

@@ -216,6 +216,24 @@ def test_feature_mismatch_names_expected_and_got():
     assert_same_snapshot(before, snapshot(model))
 
 
+@pytest.mark.parametrize("shape", [(0, 3), (0, 3, 4), (2, 3, 0)])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_empty_batch_in_train_gives_empty_output_and_only_counts_like_torch(shape, momentum):
+    bn = nn.BatchNorm1d(3, momentum=momentum)
+    bn.running_mean[:] = [1.0, 2.0, 3.0]
+    tbn = torch.nn.BatchNorm1d(3, momentum=momentum)
+    tbn.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in bn.state_dict().items()})
+    y = bn(np.empty(shape, np.float32))
+    with torch.no_grad():
+        want = tbn(torch.from_numpy(np.empty(shape, np.float32)))
+    assert y.shape == tuple(want.shape) and y.dtype == np.float32
+    for k, v in tbn.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(bn.state_dict()[k]), v.numpy(), err_msg=k)
+    assert int(bn.num_batches_tracked) == 1
+    bn.eval()
+    assert bn(np.empty(shape, np.float32)).shape == shape
+
+
 def test_one_sample_in_train_with_untracked_stats_raises_also_in_eval():
     bn = nn.BatchNorm1d(3, track_running_stats=False).eval()
     with pytest.raises(ShapeError, match="more than 1 value per channel"):

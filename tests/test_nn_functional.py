@@ -102,6 +102,15 @@ def test_batch_norm_training_without_running_stats():
     )
 
 
+def test_batch_norm_of_an_empty_batch_is_empty_and_keeps_running_stats():
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    for shape in ((0, 3), (4, 3, 0)):
+        y = F.batch_norm(np.empty(shape, np.float32), rm, rv, training=True)
+        assert y.shape == shape and y.dtype == np.float32
+    assert F.batch_norm(np.empty((0, 3), np.float32), None, None, training=True).shape == (0, 3)
+    assert rm.tolist() == [0, 0, 0] and rv.tolist() == [1, 1, 1]
+
+
 def test_batch_norm_errors_do_not_touch_running_stats():
     rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
     cases = [

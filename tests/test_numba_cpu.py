@@ -184,13 +184,13 @@ def test_train_steps_then_eval_match_reference(zoo):
     ref_model.train()
     rng = np.random.default_rng(1)
     # 7 rows take run_s, 9000 rows run with serial kernels, BIG rows run's parallel ones.
-    for n in (7, 9000, BIG, 2, 7):
+    for n in (7, 9000, BIG, 2, 0, 7):  # 0: an empty batch only counts (num_batches_tracked)
         x, z = _inputs(rng, n, dtype, scale=2.0, offset=0.5)
         _assert_outputs(cm(x, z), ref(x, z), dtype)
         _assert_state(model, ref_model, dtype)
     model.eval()
     ref_model.eval()
-    for n in (1, 5, 9000, BIG):
+    for n in (1, 5, 9000, BIG, 0):
         x, z = _inputs(rng, n, dtype)
         _assert_outputs(cm(x, z), ref(x, z), dtype)
     _assert_state(model, ref_model, dtype)
@@ -204,7 +204,7 @@ def test_matches_torch_train_and_eval(zoo):
     tmodel = TorchZoo(tdtype)
     tmodel.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()})
     rng = np.random.default_rng(2)
-    for train, n in ((True, 16), (True, 3), (False, 1), (False, 9)):
+    for train, n in ((True, 16), (True, 3), (True, 0), (False, 1), (False, 9), (False, 0)):
         model.train(train)
         tmodel.train(train)
         x, z = _inputs(rng, n, dtype, scale=3.0, offset=-1.0)
@@ -233,6 +233,24 @@ def test_eval_uses_current_running_stats_after_load_state_dict(zoo):
     _assert_outputs(after, ref(x, z), dtype)
     model.train()
     ref_model.train()
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_empty_batches_in_train_only_count_like_torch(backend, momentum):
+    bn = nn.BatchNorm1d(3, momentum=momentum, dtype=np.float64)
+    bn.running_mean[:] = [1.0, 2.0, 3.0]
+    tbn = tnn.BatchNorm1d(3, momentum=momentum, dtype=torch.float64)
+    tbn.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in bn.state_dict().items()})
+    cm = lf.compile(bn, lf.TensorSpec(("N", 3, "L"), "float64"), backend=backend)
+    for shape in ((0, 3, 5), (2, 3, 0), (1, 3, 0)):  # no values per channel: N == 0 or L == 0
+        x = np.empty(shape)
+        with torch.no_grad():
+            want = tbn(torch.from_numpy(x))
+        assert cm(x).shape == tuple(want.shape) == shape
+    for k, v in tbn.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(bn.state_dict()[k]), v.numpy(), err_msg=k)
+    assert int(bn.num_batches_tracked) == 3
 
 
 def test_extreme_values_match_reference(zoo):

@@ -96,6 +96,27 @@ def test_update_running_momentum_and_cumulative(lib):
     np.testing.assert_allclose(rm, [0.5 * 0.15 + 0.5 * 1.5, 0.5 * 0.2 + 0.5 * 2.0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("variant", ["_s", "_p"])
+def test_stats_of_an_empty_batch_are_nan_and_read_nothing(lib, variant):
+    # An empty train batch is legal (like PyTorch); the kernels must not read the missing row 0.
+    for kernel, x in (("k_stats2d", np.empty((0, 3))), ("k_stats3d", np.empty((0, 3, 4))),
+                      ("k_stats3d", np.empty((2, 3, 0)))):
+        mean, var = np.zeros(3), np.zeros(3)
+        getattr(lib, kernel + variant)(x, mean, var)
+        assert np.isnan(mean).all() and np.isnan(var).all()
+    mean, var = np.zeros(3), np.zeros(3)
+    lib.k_rowstats(np.empty((3, 0)), mean, var)
+    assert np.isnan(mean).all() and np.isnan(var).all()
+
+
+def test_update_running_after_an_empty_batch_only_counts(lib):
+    rm, rv, nbt = np.full(2, 0.5), np.full(2, 2.0), np.zeros((), np.int64)
+    nan = np.full(2, np.nan)
+    for momentum in (0.1, -1.0):
+        lib.update_running(rm, rv, nan, nan, np.empty(0), 0, momentum, nbt)
+    assert int(nbt) == 2 and rm.tolist() == [0.5, 0.5] and rv.tolist() == [2.0, 2.0]
+
+
 def test_linear_epilogue_and_gemm(lib):
     rng = np.random.default_rng(3)
     for m in (3, 12000):  # serial and parallel (>= PAR_MIN elements) epilogue

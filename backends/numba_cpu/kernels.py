@@ -73,6 +73,11 @@ def k_gemm(a, b, out, bt):
 def k_stats2d(x, mean, var):
     """Per-column mean and biased variance of ``x`` (N, C) into float64 ``mean``, ``var``."""
     n, c = x.shape
+    if n == 0:  # an empty batch (train BN allows it, like PyTorch): no statistics
+        for j in range(c):
+            mean[j] = np.nan
+            var[j] = np.nan
+        return
     nch = n // MIN_CHUNK_ROWS
     if nch > MAX_CHUNKS:
         nch = MAX_CHUNKS
@@ -144,6 +149,11 @@ def k_stats3d(x, mean, var):
     LLVM vectorizes it without fastmath), are summed in float64 and added to the block's float64
     partial of that channel; blocks are merged in a fixed order (deterministic)."""
     n, c, ln = x.shape
+    if n * ln == 0:  # no values per channel: no statistics
+        for ch in range(c):
+            mean[ch] = np.nan
+            var[ch] = np.nan
+        return
     rows = n * c
     nch = rows // MIN_CHUNK_ROWS
     if nch > MAX_CHUNKS:
@@ -252,6 +262,10 @@ def k_rowstats(y, mean, var):
     output — into float64 ``mean``, ``var``: shifted sums in float64 (small inputs only)."""
     c, m = y.shape
     for j in range(c):
+        if m == 0:  # an empty batch: no statistics
+            mean[j] = np.nan
+            var[j] = np.nan
+            continue
         row = y[j]
         sh = row[0] + 0.0
         if not sh - sh == 0.0:  # not finite
@@ -328,8 +342,11 @@ def update_running(rm, rv, mean, var, pre, cnt, momentum, nbt):
     """num_batches_tracked += 1 and the running-stat update (unbiased var) in place.
 
     ``momentum < 0`` stands for ``momentum=None``: the factor is ``1 / num_batches_tracked``.
-    ``pre`` as in :func:`bn_mode_coeffs` (added to the batch mean; empty for none)."""
+    ``pre`` as in :func:`bn_mode_coeffs` (added to the batch mean; empty for none).  An empty batch
+    (``cnt == 0``) only counts, like PyTorch."""
     nbt[()] += 1
+    if cnt == 0:
+        return
     f = 1.0 / nbt[()] if momentum < 0.0 else momentum
     corr = cnt / (cnt - 1.0)
     for j in range(rm.shape[0]):

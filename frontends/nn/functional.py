@@ -160,9 +160,10 @@ def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- batch_norm
 def check_batch_size(x: np.ndarray, where: str) -> None:
-    """Training BN needs more than one value per channel."""
+    """Training BN needs more than one value per channel; none at all (an empty batch) is allowed,
+    like PyTorch: the output is empty and the running stats stay as they are."""
     n = math.prod(x.shape[:1] + x.shape[2:])
-    if n <= 1:
+    if n == 1:
         raise ShapeError(
             f"{where}: expected more than 1 value per channel when training, got input size {_shape(x)}"
         )
@@ -182,6 +183,9 @@ def _batch_norm(
     c = x.shape[1]
     axes = (0,) + tuple(range(2, x.ndim))
     bshape = (1, c) + (1,) * (x.ndim - 2)
+    n = math.prod(x.shape[:1] + x.shape[2:])
+    if training and n == 0:  # an empty batch has no statistics: nothing to normalize or update
+        return np.empty(x.shape, x.dtype)
     if training:
         mean = x.mean(axis=axes, dtype=np.float64)
         centered = x - mean.reshape(bshape)
@@ -197,7 +201,6 @@ def _batch_norm(
         shift = shift + np.asarray(bias, dtype=np.float64)
     y = (x * scale.reshape(bshape) + shift.reshape(bshape)).astype(x.dtype, copy=False)
     if training and running_mean is not None:
-        n = math.prod(x.shape[:1] + x.shape[2:])
         unbiased = var * (n / (n - 1))
         new_mean = (1.0 - momentum) * np.asarray(running_mean, dtype=np.float64) + momentum * mean
         new_var = (1.0 - momentum) * np.asarray(running_var, dtype=np.float64) + momentum * unbiased
