@@ -108,6 +108,8 @@ def graph_from_dict(data: dict[str, Any]) -> Graph:
 
 def graph_from_json(text: str) -> Graph:
     """Rebuild a graph from :func:`graph_to_json` output."""
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise IRError(f"invalid IR JSON: expected str, bytes or bytearray, got {type(text).__name__}")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -316,6 +316,9 @@ class TensorType:
 
 
 # ------------------------------------------------------------------------------------ TensorSpec
+_MAX_DIM = int(np.iinfo(np.intp).max)  # NumPy's limit on one dimension
+
+
 def _spec_dim(i: int, d: Any) -> int | str:
     """Validate dim ``i`` of a TensorSpec: a positive int or a symbol name."""
     if isinstance(d, Sym) and d.coeff == 1 and len(d.names) == 1:
@@ -329,6 +332,8 @@ def _spec_dim(i: int, d: Any) -> int | str:
     if isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)):
         if d <= 0:
             raise ConfigError(f"TensorSpec dim {i} is {d}: sizes must be positive ints")
+        if d > _MAX_DIM:
+            raise ConfigError(f"TensorSpec dim {i} is {d}: larger than any array dimension (max {_MAX_DIM})")
         return int(d)
     raise TraceError(
         f"TensorSpec dim {i} is {d!r} ({type(d).__name__}): expected a positive int or a symbol "

@@ -65,6 +65,8 @@ def test_json_errors(mutate, msg):
         Graph.from_json(json.dumps(data))
     with pytest.raises(IRError, match="invalid IR JSON"):
         Graph.from_json("{not json")
+    with pytest.raises(IRError, match="invalid IR JSON: expected str, bytes or bytearray, got NoneType"):
+        Graph.from_json(None)
 
 
 def test_unserializable_attr_is_a_clear_error():

@@ -94,6 +94,7 @@ def test_tensor_spec_valid():
 @pytest.mark.parametrize("shape, exc, msg", [
     ((0, 3), ConfigError, "dim 0 is 0"),
     (("N", -2), ConfigError, "dim 1 is -2"),
+    (("N", 2**70), ConfigError, "dim 1 is 1180591620717411303424: larger than any array dimension"),
     (("N", 2.5), TraceError, "dim 1 is 2.5 \\(float\\): expected a positive int or a symbol name"),
     (("N", 4.0), TraceError, "dim 1 is 4.0 \\(float\\)"),
     (("N", None), TraceError, "dim 1 is None \\(NoneType\\)"),

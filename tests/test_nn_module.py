@@ -5,7 +5,7 @@ import pytest
 
 import lazyfuse as lf
 from lazyfuse import nn
-from lazyfuse.errors import ConfigError, ShapeError
+from lazyfuse.errors import ConfigError, InputError, ShapeError
 from lazyfuse.frontends.nn.module import CALL_INTERCEPTOR
 
 torch = pytest.importorskip("torch")
@@ -218,6 +218,37 @@ def test_missing_super_init_is_reported():
 def test_forward_not_implemented():
     with pytest.raises(NotImplementedError):
         nn.Module()(1)
+
+
+def test_wrong_forward_arguments_name_the_module_and_change_nothing():
+    class CallsChildWrongly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm1d(3)
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(self.bn(x), x)  # BN ran (and updated its stats) before the mistake
+
+    class RaisesTypeErrorInside(nn.Module):
+        def forward(self, x):
+            return len(x.shape[0])
+
+    x = np.ones((4, 3), np.float32)
+    model = CallsChildWrongly()
+    cases = [
+        (lambda: model(x, x), r"^module CallsChildWrongly: forward: .*takes 2 positional arguments but 3"),
+        (lambda: model.fc(x, bias=1), r"^module 'fc' \(Linear\): forward: .*unexpected keyword arg"),
+        (lambda: model(x), r"^module 'fc' \(Linear\): forward: .*takes 2 positional arguments but 3"),
+    ]
+    for call, pattern in cases:
+        with pytest.raises(InputError, match=pattern) as info:
+            call()
+        assert isinstance(info.value, TypeError)
+        assert int(model.bn.num_batches_tracked) == 0 and not model.bn.running_mean.any()
+    with pytest.raises(TypeError) as info:  # a TypeError inside forward is the user's own, left as is
+        RaisesTypeErrorInside()(x)
+    assert type(info.value) is TypeError
 
 
 def test_register_rejects_bad_names_and_values():

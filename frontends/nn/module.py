@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lazyfuse.errors import ConfigError
+from lazyfuse.errors import ConfigError, InputError, LazyFuseError
 
 from . import _undo
 from .parameter import Parameter, UninitializedParameter, _Uninitialized, is_uninitialized
@@ -170,9 +170,14 @@ class Module:
         interceptor = CALL_INTERCEPTOR.get()
         if interceptor is not None:
             return interceptor(self, args, kwargs)
-        if _undo.active():  # a nested call: the outermost one undoes everything on failure
-            return self.forward(*args, **kwargs)
-        return _undo.call_undoable(self.forward, args, kwargs)
+        try:
+            if _undo.active():  # a nested call: the outermost one undoes everything on failure
+                return self.forward(*args, **kwargs)
+            return _undo.call_undoable(self.forward, args, kwargs)
+        except TypeError as e:
+            if _is_call_mismatch(e):
+                raise InputError(f"{describe(self)}: forward: {e}") from None
+            raise
 
     # ------------------------------------------------------------------ registration
     def _require_init(self) -> None:
@@ -525,3 +530,18 @@ class Module:
             else:
                 body = "\n  " + "\n  ".join(lines) + "\n"
         return f"{self._get_name()}({body})"
+
+
+def _is_call_mismatch(error: TypeError) -> bool:
+    """Whether ``error`` is Python refusing the arguments of a ``forward`` call (wrong count or
+    keyword): then the innermost frame is the caller's, as the callee never started."""
+    if isinstance(error, LazyFuseError):
+        return False
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code in _FORWARD_CALLERS
+
+
+# The frames that call ``forward``: Module.__call__ itself, or the undo journal's wrapper.
+_FORWARD_CALLERS = (Module.__call__.__code__, _undo.call_undoable.__code__)
