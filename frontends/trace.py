@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from lazyfuse.errors import InferenceError, LazyFuseError, TraceError
+from lazyfuse.errors import InferenceError, TraceError
 from lazyfuse.frontends import nn
 from lazyfuse.frontends.nn import functional as F
 from lazyfuse.frontends.nn._checks import check_dim, check_eps, check_momentum
-from lazyfuse.frontends.nn.module import CALL_INTERCEPTOR, Module
+from lazyfuse.frontends.nn.module import CALL_INTERCEPTOR, Module, describe, raised_binding_arguments
 from lazyfuse.ir.graph import Graph, Loc, Node
 from lazyfuse.ir.ops import infer_node as ops_infer_node
 from lazyfuse.ir.types import UNKNOWN, Sym, TensorSpec, TensorType, dtype_from
@@ -452,6 +452,14 @@ class Tracer:
             self.stack.append(module)
             try:
                 return module.forward(*args, **kwargs)
+            except TypeError as exc:
+                if not raised_binding_arguments(exc, (Tracer.intercept.__code__,)):
+                    raise
+                if module is self.model:
+                    raise TraceError(
+                        f"model {type(module).__name__}'s forward does not take {len(args)} input(s) "
+                        f"({exc}); give one TensorSpec (or shape tuple) per forward() input") from None
+                raise _trace_error(f"{describe(module)}: forward: {exc}") from None
             finally:
                 self.stack.pop()
         if id(module) not in self.module_paths:
@@ -636,21 +644,6 @@ def _check_arity(model: Module, count: int) -> None:
         raise _arity_error(model, _arity(sig), count) from None
 
 
-def _rejected_call(exc: TypeError) -> bool:
-    """True when ``exc`` comes from calling the traced model's ``forward`` itself, not from its body.
-
-    Python raises an arity error in the caller's frame, so the innermost frame is the tracer's
-    ``intercept`` for the top-level call (the only ``intercept`` frame on the traceback).
-    """
-    codes = []
-    tb = exc.__traceback__
-    while tb is not None:
-        codes.append(tb.tb_frame.f_code)
-        tb = tb.tb_next
-    intercept = Tracer.intercept.__code__
-    return bool(codes) and codes[-1] is intercept and codes.count(intercept) == 1
-
-
 def _collect_outputs(result: Any, tracer: Tracer) -> list[Node]:
     items = result if isinstance(result, (tuple, list)) else (result,)
     if not items:
@@ -692,11 +685,6 @@ def trace(model: Module, *specs: TensorSpec | tuple) -> Graph:
     token = CALL_INTERCEPTOR.set(tracer.intercept)
     try:
         result = model(*proxies)
-    except TypeError as exc:
-        if isinstance(exc, LazyFuseError) or not _rejected_call(exc):
-            raise
-        raise TraceError(f"model {type(model).__name__}'s forward does not take {len(types)} input(s) "
-                         f"({exc}); give one TensorSpec (or shape tuple) per forward() input") from None
     finally:
         CALL_INTERCEPTOR.reset(token)
         _ACTIVE.reset(active_token)

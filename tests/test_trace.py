@@ -309,6 +309,20 @@ def test_arity_is_checked_at_the_call_when_forward_has_no_signature():
     assert not isinstance(info.value, TraceError)
 
 
+def test_a_container_called_with_wrong_arguments_is_named():
+    class CallsBlockWrongly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = nn.Sequential(nn.ReLU())
+
+        def forward(self, x):
+            return self.block(x, x)
+
+    with pytest.raises(TraceError, match=r"module 'block' \(Sequential\): forward: .*takes 2 positional "
+                                         r"arguments but 3 were given"):
+        lf.trace(CallsBlockWrongly(), ("N", 2))
+
+
 def test_interceptor_is_reset_after_errors():
     with pytest.raises(TraceError):
         lf.trace(M.Branchy(), ("N", 3))

@@ -7,6 +7,7 @@ import threading
 import weakref
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterator
+from types import CodeType
 from typing import Any
 
 import numpy as np
@@ -175,7 +176,7 @@ class Module:
                 return self.forward(*args, **kwargs)
             return _undo.call_undoable(self.forward, args, kwargs)
         except TypeError as e:
-            if _is_call_mismatch(e):
+            if raised_binding_arguments(e, _FORWARD_CALLERS):
                 raise InputError(f"{describe(self)}: forward: {e}") from None
             raise
 
@@ -532,15 +533,16 @@ class Module:
         return f"{self._get_name()}({body})"
 
 
-def _is_call_mismatch(error: TypeError) -> bool:
-    """Whether ``error`` is Python refusing the arguments of a ``forward`` call (wrong count or
-    keyword): then the innermost frame is the caller's, as the callee never started."""
+def raised_binding_arguments(error: BaseException, callers: tuple[CodeType, ...]) -> bool:
+    """Whether Python raised ``error`` refusing a call's arguments (wrong count or keyword) rather
+    than the callee raising it: then the callee never started, and the innermost frame of the
+    traceback is the caller's, one of ``callers``.  lazyfuse's own errors never count."""
     if isinstance(error, LazyFuseError):
         return False
     tb = error.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code in _FORWARD_CALLERS
+    return tb is not None and tb.tb_frame.f_code in callers
 
 
 # The frames that call ``forward``: Module.__call__ itself, or the undo journal's wrapper.
