@@ -58,7 +58,8 @@ class CompileError(LazyFuseError, ValueError):
 
 
 class InputError(LazyFuseError, TypeError):
-    """A compiled model was called with the wrong number of inputs."""
+    """A call got arguments it cannot take: a compiled model the wrong number of inputs, or a
+    module's ``forward`` arguments Python refused (wrong count or keyword)."""
 
 
 class StateError(LazyFuseError, ValueError):

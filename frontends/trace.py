@@ -82,6 +82,8 @@ def _trace_error(what: str, hint: str = "") -> TraceError:
     return TraceError(msg + (f"; {hint}" if hint else ""))
 
 
+_SPEC_HINT = "give one TensorSpec (or shape tuple) per forward() input"
+
 _CONTROL_FLOW_HINT = (
     "the value depends on the input data or on a symbolic dim, so Python control flow on it cannot be "
     "traced; write forward() without branching on tensor values (or give the dim a concrete size "
@@ -458,7 +460,7 @@ class Tracer:
                 if module is self.model:
                     raise TraceError(
                         f"model {type(module).__name__}'s forward does not take {len(args)} input(s) "
-                        f"({exc}); give one TensorSpec (or shape tuple) per forward() input") from None
+                        f"({exc}); {_SPEC_HINT}") from None
                 raise _trace_error(f"{describe(module)}: forward: {exc}") from None
             finally:
                 self.stack.pop()
@@ -624,14 +626,14 @@ def _arity(sig: inspect.Signature) -> str:
 
 def _arity_error(model: Module, takes: str, count: int) -> TraceError:
     return TraceError(f"model {type(model).__name__}'s forward takes {takes} input(s), got {count} "
-                      "spec(s); give one TensorSpec (or shape tuple) per forward() input")
+                      f"spec(s); {_SPEC_HINT}")
 
 
 def _check_arity(model: Module, count: int) -> None:
     """Raise :class:`TraceError` unless ``model.forward`` takes ``count`` positional inputs."""
     try:
         sig = inspect.signature(model.forward)
-    except (TypeError, ValueError):  # no signature: the call itself is checked (_rejected_call)
+    except (TypeError, ValueError):  # no signature: Tracer.intercept checks the call itself
         return
     required = [p.name for p in sig.parameters.values()
                 if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
@@ -669,7 +671,7 @@ def trace(model: Module, *specs: TensorSpec | tuple) -> Graph:
         raise TraceError(f"trace: expected a lazyfuse.nn.Module, got {type(model).__name__}")
     _check_arity(model, len(specs))
     if not specs:
-        raise TraceError("trace: give one TensorSpec (or shape tuple) per forward() input")
+        raise TraceError(f"trace: {_SPEC_HINT}")
     tspecs = [_as_spec(s) for s in specs]
     types = [s.to_type() for s in tspecs]
     symbols: list[str] = []

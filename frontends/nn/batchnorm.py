@@ -16,8 +16,8 @@ from .lazy import LazyModuleMixin
 from .module import Module, _check_float_dtype, describe
 from .parameter import Parameter, UninitializedBuffer, UninitializedParameter, is_uninitialized
 
-_STAT_NAMES = ("weight", "bias", "running_mean", "running_var")
 _STAT_KINDS = {"weight": "parameter", "bias": "parameter", "running_mean": "buffer", "running_var": "buffer"}
+_STAT_NAMES = tuple(_STAT_KINDS)
 
 
 class BatchNorm1d(Module):
