@@ -13,14 +13,14 @@ __version__ = "0.1.0"
 
 _PUBLIC: dict[str, tuple[str, str | None]] = {
     "manual_seed": ("lazyfuse.frontends.nn.init", "manual_seed"),
-    "TensorSpec": ("lazyfuse.ir.types", "TensorSpec"),
+    "TensorSpec": ("lazyfuse.frontends.spec", "TensorSpec"),
     "Graph": ("lazyfuse.ir.graph", "Graph"),
     "Node": ("lazyfuse.ir.graph", "Node"),
     "trace": ("lazyfuse.frontends.trace", "trace"),
     "infer_shapes": ("lazyfuse.api", "infer_shapes"),
     "compile": ("lazyfuse.api", "compile"),
     "summary": ("lazyfuse.api", "summary"),
-    "CompiledModule": ("lazyfuse.backends.common", "CompiledModule"),
+    "CompiledModule": ("lazyfuse.runtime", "CompiledModule"),
     "errors": ("lazyfuse.errors", None),
 }
 

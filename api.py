@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from lazyfuse.backends import get_backend
-from lazyfuse.backends.common import CompiledModule
 from lazyfuse.errors import CompileError, TraceError
 from lazyfuse.frontends.nn import Module
-from lazyfuse.frontends.trace import _as_spec, trace
+from lazyfuse.frontends.spec import TensorSpec, as_spec
+from lazyfuse.frontends.trace import trace
 from lazyfuse.ir.graph import Graph
-from lazyfuse.ir.types import TensorSpec
 from lazyfuse.passes.manager import PassContext, run_passes
+from lazyfuse.runtime import CompiledModule
 
 
 def _not_a_graph(obj: object) -> TraceError:
@@ -42,7 +42,7 @@ def compile(model: Module, *specs: TensorSpec | tuple, backend: str = "cpu",
     be = get_backend(backend)  # unknown names fail before any work
     if not isinstance(model, Module):
         raise CompileError(f"compile: expected a lazyfuse.nn.Module, got {type(model).__name__}")
-    tspecs = [_as_spec(s) for s in specs]
+    tspecs = [as_spec(s) for s in specs]
     graph = trace(model, *tspecs)
     ctx = PassContext(model=model) if ctx is None else ctx
     if ctx.model is None:

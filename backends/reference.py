@@ -13,7 +13,7 @@ import numpy as np
 from lazyfuse.errors import CompileError
 from lazyfuse.ir.graph import Graph, Node
 from lazyfuse.ir.ops import OPS, bn_module
-from lazyfuse.ir.types import unify
+from lazyfuse.ir.types import Sym
 
 from . import register_backend
 
@@ -45,7 +45,7 @@ class ReferenceExecutable:
         for node in self._nodes:
             if node.op == "input":
                 env[node] = inputs[node.attrs["index"]]
-                unify(node.type, env[node].shape, bindings, what=f"input %{node.name}")
+                _bind_symbols(node, env[node].shape, bindings)
             elif node.op in ("param", "buffer"):
                 env[node] = state[node.attrs["target"]]
             elif node.op == "output":
@@ -57,6 +57,17 @@ class ReferenceExecutable:
                 extra = {"bindings": bindings} if node.op in self._wants_bindings else {}
                 env[node] = OPS[node.op].impl(node.attrs, *args, training=mode, **extra)
         raise CompileError(f"reference backend: graph @{self.graph.name} has no output node")
+
+
+def _bind_symbols(node: Node, shape: tuple[int, ...], bindings: dict[str, int]) -> None:
+    """Record the sizes of ``node``'s plain symbolic dims (``N``) from an input of ``shape``; the
+    caller (``CompiledModule``) has checked the shape against the type already."""
+    if len(shape) != node.type.rank:
+        raise CompileError(f"reference backend: input %{node.name} has shape {tuple(shape)}, "
+                           f"expected rank {node.type.rank} ({node.type})")
+    for d, s in zip(node.type.shape, shape):
+        if isinstance(d, Sym) and d.coeff == 1 and len(d.names) == 1:
+            bindings.setdefault(d.names[0], int(s))
 
 
 class ReferenceBackend:

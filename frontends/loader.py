@@ -27,7 +27,7 @@ from typing import Any
 
 from lazyfuse.errors import LazyFuseError
 from lazyfuse.frontends.nn import Module
-from lazyfuse.ir.types import TensorSpec
+from lazyfuse.frontends.spec import TensorSpec
 
 __all__ = ["ModelLoadError", "InputSpecError", "load_model", "parse_input", "split_reference"]
 

@@ -30,7 +30,9 @@ from lazyfuse.frontends.nn._checks import check_dim, check_eps, check_momentum
 from lazyfuse.frontends.nn.module import CALL_INTERCEPTOR, Module, describe, raised_binding_arguments
 from lazyfuse.ir.graph import Graph, Loc, Node
 from lazyfuse.ir.ops import infer_node as ops_infer_node
-from lazyfuse.ir.types import UNKNOWN, Sym, TensorSpec, TensorType, dtype_from
+from lazyfuse.ir.types import UNKNOWN, Sym, TensorType, dtype_from
+
+from .spec import TensorSpec, as_spec
 
 __all__ = ["trace", "Proxy", "SymInt", "Tracer"]
 
@@ -594,15 +596,6 @@ _FUNCTIONS: dict[str, Callable[[Tracer, dict], Proxy]] = {
 
 
 # ------------------------------------------------------------------------------------- entry point
-def _as_spec(spec: Any) -> TensorSpec:
-    if isinstance(spec, TensorSpec):
-        return spec
-    if isinstance(spec, (tuple, list)):
-        return TensorSpec(tuple(spec))
-    raise TraceError("trace: expected a lazyfuse.TensorSpec or a shape tuple per input, "
-                     f"got {type(spec).__name__}")
-
-
 def _input_names(model: Module, count: int) -> list[str]:
     try:
         params = [p for p in inspect.signature(model.forward).parameters.values()
@@ -672,7 +665,7 @@ def trace(model: Module, *specs: TensorSpec | tuple) -> Graph:
     _check_arity(model, len(specs))
     if not specs:
         raise TraceError(f"trace: {_SPEC_HINT}")
-    tspecs = [_as_spec(s) for s in specs]
+    tspecs = [as_spec(s) for s in specs]
     types = [s.to_type() for s in tspecs]
     symbols: list[str] = []
     for t in types:

@@ -2,11 +2,11 @@
 
 from .graph import Graph, Loc, Node
 from .ops import OPS, AttrSpec, OpDef, ShapeResult, bn_module, register_op
-from .types import UNKNOWN, DType, Sym, TensorSpec, TensorType, dtype_from, f32, f64, i64, unify
+from .types import UNKNOWN, DType, Sym, TensorType, dtype_from, f32, f64, i64
 from .verifier import verify
 
 __all__ = [
-    "DType", "f32", "f64", "i64", "dtype_from", "Sym", "UNKNOWN", "TensorType", "TensorSpec", "unify",
+    "DType", "f32", "f64", "i64", "dtype_from", "Sym", "UNKNOWN", "TensorType",
     "Graph", "Node", "Loc", "OPS", "OpDef", "AttrSpec", "ShapeResult", "register_op", "verify",
     "bn_module",
 ]

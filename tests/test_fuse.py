@@ -319,7 +319,7 @@ def test_pattern_table_is_longest_first_and_pass_is_registered():
 
 # ----------------------------------------------------------- runtime: CompiledModule on fused graphs
 def _compiled(model: nn.Module, spec: lf.TensorSpec, fuse: bool):
-    from lazyfuse.backends.common import CompiledModule
+    from lazyfuse.runtime import CompiledModule
 
     graph = run_passes(lf.trace(model, spec), UNFUSED + (["fuse"] if fuse else []),
                        PassContext(model=model, verify=True))

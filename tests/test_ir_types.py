@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from lazyfuse.errors import ConfigError, DTypeError, InferenceError, LazyFuseError, ShapeError, TraceError
-from lazyfuse.ir import UNKNOWN, Sym, TensorSpec, TensorType, dtype_from, f32, f64, i64, unify
+from lazyfuse.frontends.spec import TensorSpec, unify
+from lazyfuse.ir import UNKNOWN, Sym, TensorType, dtype_from, f32, f64, i64
 from lazyfuse.ir.types import parse_dim
 
 N, L = Sym("N"), Sym("L")

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lazyfuse.frontends.nn import Module
+from lazyfuse.frontends.spec import TensorSpec
 from lazyfuse.ir.graph import Graph
-from lazyfuse.ir.types import TensorSpec
 
 __all__ = ["STAGES", "StageResult", "stage_passes", "build_stage"]
 

@@ -17,14 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from lazyfuse.backends import Executable
 from lazyfuse.errors import DTypeError, InputError, ShapeError, StateError, UninitializedParameterError
 from lazyfuse.frontends import nn
 from lazyfuse.frontends.nn.module import STATE_VERSION
+from lazyfuse.frontends.spec import TensorSpec, unify
 from lazyfuse.ir.graph import Graph, Node
 from lazyfuse.ir.ops import bn_module
-from lazyfuse.ir.types import TensorSpec, unify
-
-from . import Executable
 
 
 class CompiledModule:
