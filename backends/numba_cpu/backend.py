@@ -35,10 +35,6 @@ class NumbaCPUExecutable:
         self._state_lock = threading.Lock()
         self._first_call_lock = threading.Lock()
         self._compiled: set[str] = set()
-        # The last (state, training) seen, the argument list built from them, whether it updates
-        # state, and a check that its arrays are still writable: CompiledModule passes the same
-        # mappings again while the model is unchanged, then only inputs differ.
-        self._last: tuple[Mapping, Mapping, list, bool, Callable[[], bool]] | None = None
 
     @property
     def file(self) -> Path | None:
@@ -51,14 +47,7 @@ class NumbaCPUExecutable:
 
     def run(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
             training: Mapping[str | None, bool]) -> np.ndarray | tuple[np.ndarray, ...]:
-        last = self._last
-        if last is not None and last[0] is state and last[1] is training and last[4]():
-            args, mutates = self._with_inputs(last[2], inputs), last[3]
-        else:
-            args, mutates, copied = self._build_args(inputs, state, training)
-            # An argument list holding copies of read-only arrays is not kept: a train-mode call
-            # would update the copies.
-            self._last = None if copied else (state, training, args, mutates, self._writable(args))
+        args, mutates, _ = self._build_args(inputs, state, training)
         name = self.entry([args[i] for i in self._inputs])
         fn = getattr(self.module, name)
         if name not in self._compiled:
@@ -115,11 +104,6 @@ class NumbaCPUExecutable:
                 mutates |= flag
                 args.append(flag)
         return args, mutates, copied
-
-    def _writable(self, args: list) -> Callable[[], bool]:
-        """Whether the state arrays in ``args`` are all still writable (a flag can change in place)."""
-        arrays = [args[i] for i, (kind, _) in enumerate(self._args) if kind == "state"]
-        return lambda: all(a.flags.writeable for a in arrays)
 
     def _call(self, fn, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
         if fn is self._serial:  # starts no parallel region: no guard against the workqueue layer

@@ -3,11 +3,13 @@
 
 These are plain Python functions; :mod:`.codegen` copies their *source* into each generated module
 (so ``cm.source`` shows every line that runs and Numba's disk cache sees one self-contained file).
-Functions listed in :data:`PARALLEL` are emitted twice: ``name_p`` (``parallel=True``, ``prange``)
-and ``name_s`` (serial, ``prange`` -> ``range``); the ``op_*`` drivers pick one by size at call time,
-because waking a thread pool costs microseconds that small batches cannot pay back.  Calls whose
-tensors are all small go to a serial flavour of the whole graph that never references a parallel
-kernel, so a first small call does not pay Numba's compile time for the parallel variants.
+Each is registered by its decorator (see :mod:`.registry`), which also gives its role.  Kernels
+registered ``parallel=True`` are emitted twice: ``name_p`` (``parallel=True``, ``prange``) and
+``name_s`` (compiled serial, where Numba runs ``prange`` as ``range``); the ``op_*`` drivers pick one
+by size at call time, because waking a thread pool costs microseconds that small batches cannot pay
+back.  Calls whose tensors are all small go to ``run_s``, which calls only the serial drivers
+``op_*_s`` and so never references a parallel kernel: a first small call does not pay Numba's
+compile time for the parallel variants.
 
 Numerics:
 - No ``fastmath``: it would let LLVM assume no NaNs, turning ``relu(NaN)`` into 0 (torch gives NaN).
@@ -31,12 +33,14 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
+from .registry import blas_fallback, driver, helper, kernel
+
 # Calls whose every tensor has fewer elements run the serial flavour ``run_s`` (see codegen).
 SMALL_MAX = 1 << 15
-# Tensors below this many elements take the serial variant inside ``run``.  Measured on the 2-core
-# box: a parallel region costs ~100 us on Numba's ``workqueue`` layer (its workers sleep, and waking
-# them is slow on this VM), and on ``omp`` its spinning workers slowed the next OpenBLAS GEMM of
-# MLPWithBN at batch 128-2048 by 4-30x; a serial pass over 1M elements takes ~0.5-1 ms.
+# Tensors below this many elements take the serial variant inside ``run``: a parallel region is
+# expensive to start on Numba's ``workqueue`` layer (its workers sleep, and waking them is slow on
+# a VM), and on ``omp`` its spinning workers slow the next OpenBLAS GEMM; below this size a serial
+# pass costs less than either (see bench/RESULTS.md).
 PAR_MIN = 1 << 20
 # Train-BN statistics: at most this many row chunks, at least this many rows per chunk.
 MAX_CHUNKS = 64
@@ -45,11 +49,10 @@ MIN_CHUNK_ROWS = 64
 LANES = 32
 # Output buffers of at least this many bytes get ``madvise(MADV_HUGEPAGE)`` (NumPy uses 4 MiB).
 HUGE_MIN = 1 << 22
-# Names of the templates that have a parallel and a serial variant.
-PARALLEL = ("k_stats2d", "k_affine2d", "k_relu", "k_stats3d", "k_affine3d")
 
 
 # ---------------------------------------------------------------------------------------- kernels
+@helper
 def k_gemm(a, b, out, bt):
     """out = a @ b.T (``bt``; ``b`` (N, K)) or a @ b (``b`` (K, N)) through BLAS: ``a`` (M, K),
     ``out`` (M, N) preallocated."""
@@ -58,7 +61,7 @@ def k_gemm(a, b, out, bt):
     if max(a.shape[0], a.shape[1], out.shape[1]) > BLAS_INT_MAX:  # a 32-bit-int (LP64) CBLAS
         raise ValueError("linear: a GEMM dimension exceeds the BLAS integer range (LP64 CBLAS)")
     if a.shape[1] == 0:  # an empty sum; BLAS wants K >= 1
-        for i in range(out.shape[0]):  # loops: a reshape here cost ~0.15 s of Numba compile time
+        for i in range(out.shape[0]):  # loops: a reshape here costs Numba compile time
             for j in range(out.shape[1]):
                 out[i, j] = 0.0
         return
@@ -70,6 +73,7 @@ def k_gemm(a, b, out, bt):
         gemm_nn(np.ascontiguousarray(a), np.ascontiguousarray(b), out)
 
 
+@kernel(parallel=True)
 def k_stats2d(x, mean, var):
     """Per-column mean and biased variance of ``x`` (N, C) into float64 ``mean``, ``var``."""
     n, c = x.shape
@@ -93,7 +97,7 @@ def k_stats2d(x, mean, var):
         lo = k * n // nch
         hi = (k + 1) * n // nch
         # Views, not p1[k * c + j]: an index LLVM cannot prove non-negative keeps Numba's
-        # wraparound check in the loop and the loop scalar (measured 3-6x slower at (4096, 1024)).
+        # wraparound check in the loop and the loop scalar (several times slower).
         a1 = p1[k * c:(k + 1) * c]
         a2 = p2[k * c:(k + 1) * c]
         for j in range(c):
@@ -119,6 +123,7 @@ def k_stats2d(x, mean, var):
         var[j] = 0.0 if v < 0.0 else v  # rounding only; NaN stays NaN
 
 
+@kernel(parallel=True)
 def k_affine2d(x, out, m, s, t, relu):
     """out[i, j] = (x[i, j] - m[j]) * s[j] + t[j], then ReLU if ``relu`` (``out`` may be ``x``)."""
     n, c = x.shape
@@ -132,6 +137,7 @@ def k_affine2d(x, out, m, s, t, relu):
                 out[i, j] = (x[i, j] - m[j]) * s[j] + t[j]
 
 
+@kernel(parallel=True)
 def k_relu(x, out):
     """out = relu(x) elementwise on flat arrays (NaN stays NaN)."""
     for i in prange(x.size):
@@ -139,12 +145,13 @@ def k_relu(x, out):
         out[i] = 0.0 if v < 0.0 else v
 
 
+@kernel(parallel=True)
 def k_stats3d(x, mean, var):
     """Per-channel mean and biased variance of ``x`` (N, C, L) over N and L into float64 ``mean``,
     ``var``.
 
     Tasks are a fixed number of blocks of (i, c) rows in memory order, so each thread streams one
-    contiguous range (channel-major tasks read 8 KiB pieces 2 MiB apart and got half the memory
+    contiguous range (channel-major tasks read short pieces far apart, which wastes memory
     bandwidth).  A row's shifted sums run in ``LANES`` data-dtype lanes (an elementwise loop, so
     LLVM vectorizes it without fastmath), are summed in float64 and added to the block's float64
     partial of that channel; blocks are merged in a fixed order (deterministic)."""
@@ -211,12 +218,13 @@ def k_stats3d(x, mean, var):
         var[ch] = 0.0 if v < 0.0 else v  # rounding only; NaN stays NaN
 
 
+@kernel(parallel=True)
 def k_affine3d(x, out, m, s, t, relu):
     """out[i, c, l] = (x[i, c, l] - m[c]) * s[c] + t[c], then ReLU if ``relu``.
 
     Tasks are the (i, c) rows in memory order, so each thread writes one contiguous block of a fresh
     ``out``: a page it faults in (and the kernel zeroes) is written while still in cache.  Channel
-    order instead interleaves both threads over every page and costs ~2x at (64, 256, 2048)."""
+    order instead interleaves the threads over every page, which is much slower."""
     n, c, ln = x.shape
     zero = np.zeros(1, out.dtype)[0]
     for r in prange(n * c):
@@ -236,6 +244,7 @@ def k_affine3d(x, out, m, s, t, relu):
                 dst[q] = (src[q] - mc) * sc + tc
 
 
+@blas_fallback("gemm_nt")
 def gemm_nt_loops(a, b, out):
     """out = a @ b.T in plain loops (float64 sums): the GEMM when NumPy's BLAS exports no CBLAS gemm
     (emitted as ``gemm_nt``; correct but far slower than BLAS)."""
@@ -251,12 +260,14 @@ def gemm_nt_loops(a, b, out):
             out[i, j] = acc
 
 
+@blas_fallback("gemm_nn")
 def gemm_nn_loops(a, b, out):
     """out = a @ b likewise (emitted as ``gemm_nn`` when there is no CBLAS gemm)."""
     gemm_nt(a, np.ascontiguousarray(b.T), out)
 
 
 # ------------------------------------------------------------- small calls (serial flavour only)
+@kernel
 def k_rowstats(y, mean, var):
     """Mean and biased variance of each row of ``y`` (C, M) — a channel of a transposed GEMM
     output — into float64 ``mean``, ``var``: shifted sums in float64 (small inputs only)."""
@@ -282,15 +293,16 @@ def k_rowstats(y, mean, var):
         var[j] = 0.0 if v < 0.0 else v  # rounding only; NaN stays NaN
 
 
+@kernel
 def k_affine_cm(y, out, m, s, t, relu, transpose):
     """The epilogue of a channel-major ``y`` (C, M) (a transposed GEMM output): with ``transpose``,
     out[i, j] = (y[j, i] - m[j]) * s[j] + t[j] into ``out`` (M, C), else y[j, i] = ... in place
     (``out`` unused); then ReLU if ``relu``.
 
     ReLU is ``lo if v < lo else v`` with ``lo`` 0.0, else -inf, which changes no value (NaN and -inf
-    included; float64 compares are exact): one loop per layout instead of two, ~0.1 s less Numba
-    compile time.  In place reads and writes one row view: through two views of one array LLVM's
-    runtime overlap check fails and the loop runs unvectorized (~6x slower at (256, 32))."""
+    included; float64 compares are exact): one loop per layout instead of two, less Numba compile
+    time.  In place reads and writes one row view: through two views of one array LLVM's runtime
+    overlap check fails and the loop runs unvectorized (much slower)."""
     c, n = y.shape
     lo = 0.0 if relu else -np.inf
     for j in range(c):
@@ -308,12 +320,12 @@ def k_affine_cm(y, out, m, s, t, relu, transpose):
                 row[i] = lo if v < lo else v
 
 
+@helper
 def gemm_cm(x, w, out, xt, ot):
     """The serial Linear drivers' GEMM, channel-major: ``w @ x.T`` (C, M) (for few rows of ``x``
-    OpenBLAS runs that orientation faster, measured 32x784x256: 94 vs 134 us, 32x256x128: 21 vs
-    42 us), or ``w @ x`` when ``xt`` says ``x`` is itself channel-major (K, M), the ``ot`` output of a
-    previous Linear.  Written into ``out`` when ``ot`` (it is (C, M) then), else into a new array;
-    returns it."""
+    OpenBLAS runs that orientation faster, see bench/RESULTS.md), or ``w @ x`` when ``xt`` says ``x``
+    is itself channel-major (K, M), the ``ot`` output of a previous Linear.  Written into ``out``
+    when ``ot`` (it is (C, M) then), else into a new array; returns it."""
     n = x.shape[1] if xt else x.shape[0]
     yt = out if ot else np.empty((w.shape[0], n), out.dtype)
     k_gemm(w, x, yt, not xt)
@@ -321,11 +333,12 @@ def gemm_cm(x, w, out, xt, ot):
 
 
 # ---------------------------------------------------------------------------------- allocation
+@helper
 def advise_huge(a):
     """Ask Linux for transparent huge pages on a fresh buffer of at least ``HUGE_MIN`` bytes.
 
     Numba's ``np.empty`` is a plain ``malloc`` (an ``mmap`` for big blocks) and every 4 KiB page then
-    faults on first write: a 128 MiB output costs ~3x a copy in faults alone.  NumPy's own
+    faults on first write: for a big output the faults alone cost more than a copy.  NumPy's own
     allocator does the same ``madvise(MADV_HUGEPAGE)`` on big arrays; the kernel applies it to the
     2 MiB-aligned part of the page-aligned range given here (a hint: failure is harmless)."""
     nb = a.size * a.itemsize
@@ -338,6 +351,7 @@ def advise_huge(a):
 
 
 # ------------------------------------------------------------------------------ per-channel helpers
+@helper
 def update_running(rm, rv, mean, var, pre, cnt, momentum, nbt):
     """num_batches_tracked += 1 and the running-stat update (unbiased var) in place.
 
@@ -354,6 +368,7 @@ def update_running(rm, rv, mean, var, pre, cnt, momentum, nbt):
         rv[j] = (1.0 - f) * rv[j] + f * (var[j] * corr)
 
 
+@helper
 def bn_mode_coeffs(mean, var, pre, cnt, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps,
                    m, s, t):
     """The BatchNorm mode logic every driver shares, ending in the epilogue coefficients
@@ -379,16 +394,19 @@ def bn_mode_coeffs(mean, var, pre, cnt, gamma, beta, rm, rv, nbt, batch_stats, u
 
 
 # ----------------------------------------------------------------------------------- op drivers
+# Each ``op_*`` driver (``run``) picks the parallel or serial variant of its kernels by size; its
+# serial flavour ``op_*_s`` (``run_s``) calls serial kernels only.
+@driver
 def op_linear(x, w, b, has_bias, relu, out):
     """linear / fused_linear_relu on (M, K) -> (M, N): BLAS GEMM + bias/ReLU epilogue."""
     k_gemm(x, w, out, x.ndim == 2)  # True, typed bool: a literal True would compile a 2nd k_gemm
     if has_bias or relu:
         # The affine kernel with m = 0, s = 1, t = b: (v - 0) * 1 + b rounds exactly like v + b,
-        # and one kernel less to compile (each parallel variant costs ~1 s of Numba/LLVM time).
+        # and one kernel less to compile (each parallel variant is a large part of the compile time).
         c = out.shape[1]
         m = np.empty(c, out.dtype)
         s = np.empty(c, out.dtype)
-        for j in range(c):  # loops, not np.zeros / np.ones: each new signature is ~50 ms of compile
+        for j in range(c):  # loops, not np.zeros / np.ones: each new signature costs compile time
             m[j] = 0.0
             s[j] = 1.0
         if out.size >= PAR_MIN:
@@ -397,6 +415,23 @@ def op_linear(x, w, b, has_bias, relu, out):
             k_affine2d_s(out, out, m, s, b, bool(relu))
 
 
+@driver(serial=True)
+def op_linear_s(x, w, b, has_bias, relu, out, xt, ot):
+    """Serial flavour of :func:`op_linear`, channel-major (see :func:`gemm_cm`).  The bias (+ ReLU)
+    epilogue (m = 0, s = 1, t = b; ``b`` is zeros when the Linear has no bias) runs in place and
+    leaves ``out`` (C, M) when ``ot``, or writes it transposed into ``out`` (M, C): between Linear
+    layers no transposes at all."""
+    yt = gemm_cm(x, w, out, bool(xt), bool(ot))
+    c = yt.shape[0]
+    m = np.empty(c, out.dtype)
+    s = np.empty(c, out.dtype)
+    for j in range(c):
+        m[j] = 0.0
+        s[j] = 1.0
+    k_affine_cm(yt, out, m, s, b, bool(relu), not ot)
+
+
+@driver
 def op_bn2(x, out, pre, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu):
     """BatchNorm over (N, C) (+ ReLU) from ``x`` into ``out`` (may be ``x``).
 
@@ -421,6 +456,23 @@ def op_bn2(x, out, pre, gamma, beta, rm, rv, nbt, batch_stats, update, momentum,
         k_affine2d_s(x, out, m, s, t, bool(relu))
 
 
+@driver(serial=True)
+def op_bn2_s(x, out, pre, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu):
+    """Serial flavour of :func:`op_bn2`: BatchNorm over (N, C) (+ ReLU) from ``x`` into ``out``."""
+    c = x.shape[1]
+    m = np.empty(c, out.dtype)
+    s = np.empty(c, out.dtype)
+    t = np.empty(c, out.dtype)
+    mean = np.empty(c)
+    var = np.empty(c)
+    if batch_stats:
+        k_stats2d_s(x, mean, var)
+    bn_mode_coeffs(mean, var, pre, x.shape[0], gamma, beta, rm, rv, nbt, bool(batch_stats), bool(update),
+                   momentum, eps, m, s, t)
+    k_affine2d_s(x, out, m, s, t, bool(relu))
+
+
+@driver
 def op_linear_bn(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu, out):
     """fused_linear_bn(_relu): GEMM into ``out``, then BatchNorm (+ ReLU) in place.  The Linear
     bias is never added to the data: train BN subtracts the batch mean anyway, eval folds it into m."""
@@ -428,21 +480,7 @@ def op_linear_bn(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentu
     op_bn2(out, out, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu)
 
 
-def op_linear_s(x, w, b, has_bias, relu, out, xt, ot):
-    """Serial flavour of :func:`op_linear`, channel-major (see :func:`gemm_cm`).  The bias (+ ReLU)
-    epilogue (m = 0, s = 1, t = b; ``b`` is zeros when the Linear has no bias) runs in place and
-    leaves ``out`` (C, M) when ``ot``, or writes it transposed into ``out`` (M, C): between Linear
-    layers no transposes at all."""
-    yt = gemm_cm(x, w, out, bool(xt), bool(ot))
-    c = yt.shape[0]
-    m = np.empty(c, out.dtype)
-    s = np.empty(c, out.dtype)
-    for j in range(c):
-        m[j] = 0.0
-        s[j] = 1.0
-    k_affine_cm(yt, out, m, s, b, bool(relu), not ot)
-
-
+@driver(serial=True)
 def op_linear_bn_s(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu, out, xt,
                    ot):
     """Serial flavour of :func:`op_linear_bn`, channel-major like :func:`op_linear_s`: each channel is
@@ -461,6 +499,7 @@ def op_linear_bn_s(x, w, b, gamma, beta, rm, rv, nbt, batch_stats, update, momen
     k_affine_cm(yt, out, m, s, t, bool(relu), not ot)
 
 
+@driver
 def op_bn3(x, out, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu):
     """BatchNorm over (N, C, L) (+ ReLU); statistics over N and L."""
     n, c, ln = x.shape
@@ -483,6 +522,23 @@ def op_bn3(x, out, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps,
         k_affine3d_s(x, out, m, s, t, bool(relu))
 
 
+@driver(serial=True)
+def op_bn3_s(x, out, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps, relu):
+    """Serial flavour of :func:`op_bn3`: BatchNorm over (N, C, L) (+ ReLU)."""
+    n, c, ln = x.shape
+    m = np.empty(c, out.dtype)
+    s = np.empty(c, out.dtype)
+    t = np.empty(c, out.dtype)
+    mean = np.empty(c)
+    var = np.empty(c)
+    if batch_stats:
+        k_stats3d_s(x, mean, var)
+    bn_mode_coeffs(mean, var, np.empty(0), n * ln, gamma, beta, rm, rv, nbt, bool(batch_stats), bool(update),
+                   momentum, eps, m, s, t)
+    k_affine3d_s(x, out, m, s, t, bool(relu))
+
+
+@driver
 def op_relu(x, out):
     """Unfused ReLU on a contiguous array of any rank."""
     xf = x.reshape(x.size)
@@ -493,11 +549,9 @@ def op_relu(x, out):
         k_relu_s(xf, of)
 
 
-# Emission order (helpers before their users keeps the generated file readable).
-HELPERS = ("k_gemm", "gemm_cm", "advise_huge", "update_running", "bn_mode_coeffs")
-# Kernels only small calls use (serial, compiled on their own like the ``_s`` variants).
-SMALL_KERNELS = ("k_rowstats", "k_affine_cm")
-# Op drivers: emitted as written (``run`` uses them) and as a serial flavour ``op_*_s`` whose every
-# kernel call is the ``_s`` variant (``run_s`` uses them, see :mod:`.codegen`) — derived from the
-# driver's text, unless a hand-written ``op_*_s`` exists here (the Linear ones: transposed GEMM).
-DRIVERS = ("op_linear", "op_bn2", "op_linear_bn", "op_bn3", "op_relu")
+@driver(serial=True)
+def op_relu_s(x, out):
+    """Serial flavour of :func:`op_relu`."""
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    k_relu_s(xf, of)
