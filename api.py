@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from lazyfuse.backends import get_backend
+from lazyfuse.backends import Backend, get_backend
 from lazyfuse.errors import CompileError, TraceError
+from lazyfuse.frontends.materialize import materialize_lazy
 from lazyfuse.frontends.nn import Module
 from lazyfuse.frontends.spec import TensorSpec, as_spec
 from lazyfuse.frontends.trace import trace
 from lazyfuse.ir.graph import Graph
-from lazyfuse.passes.manager import PassContext, run_passes
+from lazyfuse.passes.manager import PassContext, register_pass, run_passes
 from lazyfuse.runtime import CompiledModule
 
 
@@ -19,21 +20,44 @@ def _not_a_graph(obj: object) -> TraceError:
     return TraceError(msg)
 
 
+@register_pass("materialize_lazy")
+def _materialize_lazy_pass(graph: Graph, ctx: PassContext) -> Graph:
+    """The frontend's ``materialize_lazy`` step as a pass: materialize the lazy modules of
+    ``ctx.model`` (else ``graph.model``) with the inferred sizes; a no-op without a model."""
+    model = ctx.model if ctx.model is not None else graph.model
+    if model is not None:
+        materialize_lazy(graph, model)
+    return graph
+
+
+# What every compile runs first, whatever the backend: resolve the lazy dims from the specs, then
+# materialize the lazy modules (a frontend step on the model, before any pass may drop a node).
+INFER_PASSES = ("infer_shapes", "materialize_lazy")
+
+
+def pipeline(backend: Backend) -> list[str]:
+    """The passes ``compile`` runs for ``backend``: :data:`INFER_PASSES`, then the backend's own."""
+    return [*INFER_PASSES, *backend.pipeline]
+
+
 def infer_shapes(graph: Graph, ctx: PassContext | None = None) -> Graph:
     """Resolve every lazy ``?`` dim of a traced graph and materialize the model's lazy modules.
 
+    Runs the ``infer_shapes`` pass, then the ``materialize_lazy`` step (the frontend's
+    :func:`lazyfuse.frontends.materialize.materialize_lazy`, run as the pass of that name).
     Returns a new graph (the argument is left as traced).  Uses ``graph.model``; without a model
     only the shapes are inferred.  On an :class:`InferenceError` the model is unchanged.
     """
     if not isinstance(graph, Graph):
         raise _not_a_graph(graph)
     ctx = PassContext(model=graph.model) if ctx is None else ctx
-    return run_passes(graph.copy(), ["infer_shapes", "materialize_lazy"], ctx)
+    return run_passes(graph.copy(), list(INFER_PASSES), ctx)
 
 
 def compile(model: Module, *specs: TensorSpec | tuple, backend: str = "cpu",
             ctx: PassContext | None = None) -> CompiledModule:
-    """Trace ``model`` on ``specs``, run the backend's pass pipeline and build a callable.
+    """Trace ``model`` on ``specs``, run :func:`pipeline` (inference, materialization, the backend's
+    passes) and build a callable.
 
     ``backend`` is ``"cpu"`` (Numba), ``"reference"`` (NumPy interpreter) or ``"cuda"``.  Lazy
     modules are materialized from the specs alone (no data); the compiled module shares the model's
@@ -47,7 +71,7 @@ def compile(model: Module, *specs: TensorSpec | tuple, backend: str = "cpu",
     ctx = PassContext(model=model) if ctx is None else ctx
     if ctx.model is None:
         ctx.model = model
-    optimized = run_passes(graph, be.pipeline, ctx)
+    optimized = run_passes(graph, pipeline(be), ctx)
     optimized.model = model
     return CompiledModule(model, optimized, be.build(optimized), tspecs)
 

@@ -49,6 +49,17 @@ class VerifierError(IRError):
     """A graph broke an IR invariant (the verifier's finding)."""
 
 
+class IRTypeError(IRError, TypeError):
+    """An IR object got a value of the wrong Python type: a dim that is not an int, Sym or ``?``,
+    an attribute value the text or JSON form cannot hold.  Also a ``TypeError``."""
+
+
+class UnknownNodeError(IRError, KeyError):
+    """A graph has no node of the given name.  Also a ``KeyError``."""
+
+    __str__ = Exception.__str__  # KeyError's str() would quote the message
+
+
 class InferenceError(ShapeError):
     """Shape inference could not resolve or reconcile a dim."""
 
@@ -79,6 +90,8 @@ __all__ = [
     "IRError",
     "IRParseError",
     "VerifierError",
+    "IRTypeError",
+    "UnknownNodeError",
     "InferenceError",
     "CompileError",
     "InputError",

@@ -12,7 +12,7 @@ import numpy as np
 
 from lazyfuse.errors import CompileError
 from lazyfuse.ir.graph import Graph, Node
-from lazyfuse.ir.ops import OPS, bn_module
+from lazyfuse.ir.ops import OPS, mode_module
 from lazyfuse.ir.types import Sym
 
 from . import register_backend
@@ -52,7 +52,7 @@ class ReferenceExecutable:
                 results = tuple(env[n] for n in node.inputs)
                 return results[0] if len(results) == 1 else results
             else:
-                mode = bool(training.get(bn_module(node), False))
+                mode = bool(training.get(mode_module(node), False))
                 args = [env[n] for n in node.inputs]
                 extra = {"bindings": bindings} if node.op in self._wants_bindings else {}
                 env[node] = OPS[node.op].impl(node.attrs, *args, training=mode, **extra)
@@ -74,7 +74,7 @@ class ReferenceBackend:
     """NumPy interpreter backend (``lazyfuse.compile(..., backend="reference")``)."""
 
     name = "reference"
-    pipeline = ["infer_shapes", "materialize_lazy", "dce"]
+    pipeline = ["dce"]  # after the API's inference stage (see lazyfuse.api.pipeline)
 
     def build(self, graph: Graph) -> ReferenceExecutable:
         return ReferenceExecutable(graph)

@@ -1,17 +1,31 @@
-"""lazyfuse.ir: typed graph IR (types, graph + edit API, op table, text/JSON/DOT forms, verifier)."""
+"""lazyfuse.ir: typed graph IR (types, graph + edit API, op table, text/JSON/DOT forms, verifier).
 
+It imports nothing of lazyfuse but :mod:`lazyfuse.errors`; importing it registers every op,
+the fused ones (:mod:`.fused_ops`) included, so a parsed or deserialized fused graph verifies and
+runs without the ``fuse`` pass.
+"""
+
+from lazyfuse.errors import IRTypeError, UnknownNodeError
+
+from . import fused_ops as _fused_ops  # noqa: F401 - registers the fused ops
 from .graph import Graph, Loc, Node
-from .ops import OPS, AttrSpec, OpDef, ShapeResult, bn_module, register_op
+from .ops import (
+    OPS,
+    AttrSpec,
+    OpDef,
+    ShapeResult,
+    Variadic,
+    bn_module,
+    has_effects,
+    mode_module,
+    register_op,
+    updated_operands,
+)
 from .types import UNKNOWN, DType, Sym, TensorType, dtype_from, f32, f64, i64
 from .verifier import verify
 
 __all__ = [
     "DType", "f32", "f64", "i64", "dtype_from", "Sym", "UNKNOWN", "TensorType",
-    "Graph", "Node", "Loc", "OPS", "OpDef", "AttrSpec", "ShapeResult", "register_op", "verify",
-    "bn_module",
+    "Graph", "Node", "Loc", "OPS", "OpDef", "AttrSpec", "ShapeResult", "Variadic", "register_op", "verify",
+    "bn_module", "mode_module", "updated_operands", "has_effects", "IRTypeError", "UnknownNodeError",
 ]
-
-# The fused ops (``fused_linear_bn_relu``, ...) belong to the op table too, so that a parsed or
-# deserialized fused graph verifies and runs without the ``fuse`` pass having been imported.  Their
-# definitions live beside the pattern table that produces them; importing it registers them.
-from lazyfuse.passes import patterns as _fused_ops  # noqa: E402,F401

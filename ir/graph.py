@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lazyfuse.errors import IRError, IRParseError
+from lazyfuse.errors import IRError, IRParseError, UnknownNodeError
 
 from .types import TensorType
 
@@ -172,7 +172,7 @@ class Graph:
         try:
             return self._names[name]
         except KeyError:
-            raise KeyError(f"graph @{self.name} has no node named {name!r}") from None
+            raise UnknownNodeError(f"graph @{self.name} has no node named {name!r}") from None
 
     def __contains__(self, node: object) -> bool:
         return isinstance(node, Node) and node.graph is self and self._names.get(node.name) is node

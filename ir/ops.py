@@ -1,32 +1,43 @@
-"""The op table: one :class:`OpDef` per op with its attribute schema, arity, shape rule and NumPy
-reference implementation.
+"""The op table: one :class:`OpDef` per op -- attribute schema, operand names, the operands it
+updates in place (effects), shape rule, NumPy reference implementation and, for fused ops, the ops
+it is composed of.  Passes, the verifier and backends read these fields instead of naming ops.
+
 ``impl(attrs, *arrays, training)``; ``reshape``'s impl also takes ``bindings=`` (symbol -> size) to
 evaluate symbolic target shapes such as ``(N, -1)``.
 
 A shape rule ``rule(attrs, in_types) -> ShapeResult`` works on symbolic dims and ``?``: it returns
 the output type, the attrs with lazy entries resolved (``in_features=?`` -> ``784``) and refined
 operand types (a lazy weight ``f32[10,?]`` -> ``f32[10,256]``).  It raises :class:`InferenceError`
-with expected vs got; the pass adds the module path and source line.
+(:class:`DTypeError` for mismatched dtypes) with expected vs got; the pass adds the module path and
+source line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
-from lazyfuse.errors import InferenceError, ShapeError
+from lazyfuse.errors import DTypeError, InferenceError, IRError, ShapeError
 
+from . import numpy_math as nm
 from .types import UNKNOWN, Dim, Sym, TensorType, dim_prod, exact_div, i64, is_dim
 
 REQUIRED = object()
 
+# The attr of a fused node naming the module whose ``training`` flag it follows (see mode_module).
+MODE_ATTR = "bn_module"
+
 
 @dataclass(frozen=True)
 class AttrSpec:
-    """One attribute: its kind (see :func:`check_attr`) and default (``REQUIRED`` if none)."""
+    """One attribute: its kind (see :func:`check_attrs`) and default (``REQUIRED`` if none).
+
+    Kind ``"dim"`` is a size that may be lazy (``?``) until shape inference, which must make it a
+    concrete int (``in_features``, ``num_features``).
+    """
 
     kind: str
     default: Any = REQUIRED
@@ -45,27 +56,61 @@ class ShapeResult:
     inputs: dict[int, TensorType] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Variadic:
+    """Any number (at least ``min``) of operands, each called ``name`` (the ``output`` op)."""
+
+    name: str
+    min: int = 0
+
+
 ShapeRule = Callable[[dict[str, Any], list[TensorType]], ShapeResult]
 Impl = Callable[..., np.ndarray]
+# Operand names: a tuple, a function of the attrs (optional operands), a Variadic, or an int n as
+# shorthand for n operands named arg0..arg{n-1}.
+Operands = Union[tuple[str, ...], Callable[[dict[str, Any]], tuple[str, ...]], Variadic, int]
+
+_MAX_OPERANDS = 1 << 30
 
 
 @dataclass
 class OpDef:
-    """An op: ``attrs`` schema, ``arity`` (int or ``fn(attrs) -> (min, max)``), ``shape_rule``,
-    ``impl(attrs, *arrays, training) -> ndarray`` and ``kind`` ("source", "output", "compute",
-    "fused")."""
+    """An op.
+
+    ``attrs`` schema; ``operands`` (see :data:`Operands`); ``shape_rule``; ``impl(attrs, *arrays,
+    training) -> ndarray``; ``kind`` ("source", "output", "compute", "fused"); ``effects``: the
+    operand names it updates in place when it runs in training mode; ``uses_training``: its impl
+    follows a module's ``training`` flag (see :func:`mode_module`); ``parts``: the ops a fused op is
+    composed of (empty otherwise).
+    """
 
     name: str
     attrs: dict[str, AttrSpec]
-    arity: int | Callable[[dict[str, Any]], tuple[int, int] | int]
+    operands: Operands
     shape_rule: ShapeRule | None
     impl: Impl | None
     kind: str = "compute"
+    effects: tuple[str, ...] = ()
+    uses_training: bool = False
+    parts: tuple[str, ...] = ()
+
+    def operand_names(self, attrs: dict[str, Any], n: int | None = None) -> tuple[str, ...]:
+        """The operand names for these attrs (``n`` operands of a variadic op)."""
+        ops = self.operands
+        if isinstance(ops, Variadic):
+            return (ops.name,) * (ops.min if n is None else n)
+        if isinstance(ops, int):
+            return tuple(f"arg{i}" for i in range(ops))
+        if callable(ops):
+            return tuple(ops(self.with_defaults(attrs)))
+        return ops
 
     def arity_range(self, attrs: dict[str, Any]) -> tuple[int, int]:
         """``(min, max)`` number of operands for these attrs."""
-        a = self.arity(attrs) if callable(self.arity) else self.arity
-        return (a, a) if isinstance(a, int) else (int(a[0]), int(a[1]))
+        if isinstance(self.operands, Variadic):
+            return (self.operands.min, _MAX_OPERANDS)
+        k = len(self.operand_names(attrs))
+        return (k, k)
 
     def with_defaults(self, attrs: dict[str, Any]) -> dict[str, Any]:
         out = {k: s.default for k, s in self.attrs.items() if not s.required}
@@ -77,9 +122,21 @@ OPS: dict[str, OpDef] = {}
 
 
 def register_op(opdef: OpDef, replace: bool = False) -> OpDef:
-    """Add ``opdef`` to :data:`OPS` (``replace=True`` to overwrite an existing op)."""
+    """Add ``opdef`` to :data:`OPS` (``replace=True`` to overwrite an existing op).
+
+    Raises :class:`IRError` for a name already taken or a malformed definition.
+    """
     if opdef.name in OPS and not replace:
-        raise ValueError(f"op {opdef.name!r} is already registered")
+        raise IRError(f"op {opdef.name!r} is already registered")
+    bad = [f"attr {k!r} has unknown kind {s.kind!r}" for k, s in opdef.attrs.items()
+           if s.kind not in _KIND_CHECKS]
+    if isinstance(opdef.operands, tuple):
+        if not all(isinstance(n, str) for n in opdef.operands):
+            bad.append(f"operands must be names, got {opdef.operands!r}")
+        else:
+            bad += [f"effect {e!r} is not an operand" for e in opdef.effects if e not in opdef.operands]
+    if bad:
+        raise IRError(f"op {opdef.name!r}: " + "; ".join(bad))
     OPS[opdef.name] = opdef
     return opdef
 
@@ -148,7 +205,7 @@ def resolve_lazy(what: str, candidates: list[tuple[str, Dim]], lazy_hint: str) -
 def _same_dtype(op: str, types: list[TensorType]) -> None:
     dts = {t.dtype for t in types}
     if len(dts) > 1:
-        raise InferenceError(f"{op}: dtype mismatch: operands have dtypes "
+        raise DTypeError(f"{op}: dtype mismatch: operands have dtypes "
                              + ", ".join(str(t) for t in types))
 
 
@@ -200,14 +257,15 @@ def _bn_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
                      + [(f"operand {i} dim 0", t.shape[0]) for i, t in enumerate(ts[1:5], 1) if t.rank == 1],
                      "LazyBatchNorm1d's num_features")
     refined: dict[int, TensorType] = {}
-    names = _bn_operand_names(attrs)
-    for i, (name, t) in enumerate(zip(names, ts[1:]), 1):
+    names = _bn_operands(attrs)
+    for i, (name, t) in enumerate(zip(names[1:], ts[1:]), 1):
         if name == "num_batches_tracked":
             if t.rank != 0 or t.dtype != i64:
-                raise InferenceError(f"batch_norm: num_batches_tracked has type {t}, expected i64[]")
+                cls = InferenceError if t.rank != 0 else DTypeError
+                raise cls(f"batch_norm: num_batches_tracked has type {t}, expected i64[]")
             continue
         if t.dtype != x.dtype:
-            raise InferenceError(f"batch_norm: dtype mismatch: {name} is {t}, input is {x}")
+            raise DTypeError(f"batch_norm: dtype mismatch: {name} is {t}, input is {x}")
         _check_operand("batch_norm", name, t, (c,))
         _refine(t, (c,), refined, i)
     shape = list(x.shape)
@@ -215,17 +273,20 @@ def _bn_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
     return ShapeResult(x.with_shape(shape), dict(attrs, num_features=c), refined)
 
 
-def _bn_operand_names(attrs: dict[str, Any]) -> list[str]:
-    names = []
+_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _bn_operands(attrs: dict[str, Any]) -> tuple[str, ...]:
+    names = ("input",)
     if attrs.get("affine", True):
-        names += ["weight", "bias"]
+        names += ("weight", "bias")
     if attrs.get("track_running_stats", True):
-        names += ["running_mean", "running_var", "num_batches_tracked"]
+        names += _BN_STATS
     return names
 
 
-def _bn_arity(attrs: dict[str, Any]) -> int:
-    return 1 + len(_bn_operand_names(attrs))
+def _linear_operands(attrs: dict[str, Any]) -> tuple[str, ...]:
+    return ("input", "weight", "bias") if attrs.get("bias", True) else ("input", "weight")
 
 
 def _relu_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
@@ -305,39 +366,34 @@ def _add_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
 # ------------------------------------------------------------------------------------- impls
 def _linear_impl(attrs: dict[str, Any], x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
                  training: bool = False) -> np.ndarray:
-    out = np.matmul(x, np.asarray(w).T)
-    if b is not None:
-        out = out + np.asarray(b)
-    return out.astype(x.dtype, copy=False)
+    return nm.linear(x, w, b).astype(x.dtype, copy=False)
 
 
 def _bn_impl(attrs: dict[str, Any], x: np.ndarray, *state: np.ndarray, training: bool = False) -> np.ndarray:
-    """PyTorch's BatchNorm1d forward; running stats and ``num_batches_tracked`` update in place."""
-    from lazyfuse.frontends.nn import functional as F
-
-    named = dict(zip(_bn_operand_names(attrs), state))
+    """PyTorch's BatchNorm1d forward; running stats and ``num_batches_tracked`` update in place,
+    only once every check passed (a failed call changes nothing)."""
+    named = dict(zip(_bn_operands(attrs)[1:], state))
     track = attrs.get("track_running_stats", True)
     use_batch_stats = training or not track
     momentum = attrs.get("momentum", 0.1)
     count = training and track
     if count:
-        F.check_batch_size(x, "batch_norm")
+        nm.check_batch_size(x, "batch_norm")
         nbt = named["num_batches_tracked"]
-        F.check_writable("batch_norm", {"num_batches_tracked": nbt})
+        nm.check_writable("batch_norm", {"num_batches_tracked": nbt})
         momentum = 1.0 / float(nbt + 1) if momentum is None else momentum
-    y = F.batch_norm(x, named.get("running_mean"), named.get("running_var"), named.get("weight"),
-                     named.get("bias"), training=use_batch_stats,
-                     momentum=0.0 if momentum is None else momentum, eps=attrs.get("eps", 1e-5))
-    if count:  # only once every check passed, so a failed call changes nothing
+    y = nm.checked_batch_norm(x, named.get("running_mean"), named.get("running_var"), named.get("weight"),
+                              named.get("bias"), training=use_batch_stats,
+                              momentum=0.0 if momentum is None else momentum, eps=attrs.get("eps", 1e-5))
+    if count:
         nbt += 1  # in place: a 0-d int64 array
     return y
 
 
 def _flatten_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False) -> np.ndarray:
-    if x.ndim == 0:
+    if x.ndim == 0:  # the shape rule gives f32[1] for a 0-d input whatever the dims
         return x.reshape(1)
-    s, e = attrs["start_dim"] % x.ndim, attrs["end_dim"] % x.ndim
-    return x.reshape(x.shape[:s] + (int(np.prod(x.shape[s:e + 1])),) + x.shape[e + 1:])
+    return nm.flatten(x, attrs["start_dim"], attrs["end_dim"], "flatten")
 
 
 def _reshape_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False,
@@ -358,7 +414,7 @@ def _reshape_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False,
 
 
 def _relu_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False) -> np.ndarray:
-    return np.maximum(x, x.dtype.type(0))
+    return nm.relu(x)
 
 
 def _add_impl(attrs: dict[str, Any], a: np.ndarray, b: np.ndarray, training: bool = False) -> np.ndarray:
@@ -366,32 +422,53 @@ def _add_impl(attrs: dict[str, Any], a: np.ndarray, b: np.ndarray, training: boo
 
 
 # ------------------------------------------------------------------------------------- table
-register_op(OpDef("input", {"index": AttrSpec("int")}, 0, None, None, kind="source"))
-register_op(OpDef("param", {"target": AttrSpec("str")}, 0, None, None, kind="source"))
-register_op(OpDef("buffer", {"target": AttrSpec("str")}, 0, None, None, kind="source"))
-register_op(OpDef("output", {}, (1, 1 << 30), None, None, kind="output"))
+register_op(OpDef("input", {"index": AttrSpec("int")}, (), None, None, kind="source"))
+register_op(OpDef("param", {"target": AttrSpec("str")}, (), None, None, kind="source"))
+register_op(OpDef("buffer", {"target": AttrSpec("str")}, (), None, None, kind="source"))
+register_op(OpDef("output", {}, Variadic("value", 1), None, None, kind="output"))
 register_op(OpDef(
     "linear",
     {"in_features": AttrSpec("dim"), "out_features": AttrSpec("int"), "bias": AttrSpec("bool", True)},
-    lambda a: 3 if a.get("bias", True) else 2, _linear_rule, _linear_impl))
+    _linear_operands, _linear_rule, _linear_impl))
 register_op(OpDef(
     "batch_norm",
     {"num_features": AttrSpec("dim"), "eps": AttrSpec("float", 1e-5), "momentum": AttrSpec("float?", 0.1),
      "affine": AttrSpec("bool", True), "track_running_stats": AttrSpec("bool", True)},
-    _bn_arity, _bn_rule, _bn_impl))
-register_op(OpDef("relu", {}, 1, _relu_rule, _relu_impl))
-register_op(OpDef("flatten", {"start_dim": AttrSpec("int", 1), "end_dim": AttrSpec("int", -1)}, 1,
+    _bn_operands, _bn_rule, _bn_impl, effects=_BN_STATS, uses_training=True))
+register_op(OpDef("relu", {}, ("input",), _relu_rule, _relu_impl))
+register_op(OpDef("flatten", {"start_dim": AttrSpec("int", 1), "end_dim": AttrSpec("int", -1)}, ("input",),
                   _flatten_rule, _flatten_impl))
-register_op(OpDef("reshape", {"shape": AttrSpec("shape")}, 1, _reshape_rule, _reshape_impl))
-register_op(OpDef("add", {}, 2, _add_rule, _add_impl))
+register_op(OpDef("reshape", {"shape": AttrSpec("shape")}, ("input",), _reshape_rule, _reshape_impl))
+register_op(OpDef("add", {}, ("input", "other"), _add_rule, _add_impl))
 
 
-def bn_module(node: Any) -> str | None:
-    """The BatchNorm module path a node runs: its module for ``batch_norm``, ``attrs['bn_module']``
-    for fused nodes, else ``None``."""
-    if node.op == "batch_norm":
-        return node.module
-    return node.attrs.get("bn_module")
+# ------------------------------------------------------------------------------- node queries
+def updated_operands(node: Any) -> tuple[Any, ...]:
+    """The operands ``node`` updates in place when it runs in training mode: those present whose
+    name is in its op's ``effects`` (for a fused op, the union over its parts).  ``()`` for an op
+    without effects or not in the table."""
+    opdef = OPS.get(node.op)
+    if opdef is None or not opdef.effects:
+        return ()
+    names = opdef.operand_names(node.attrs, len(node.inputs))
+    return tuple(src for name, src in zip(names, node.inputs) if name in opdef.effects)
+
+
+def has_effects(node: Any) -> bool:
+    """True when ``node`` updates some operand in place (it must run even if its value is unused)."""
+    return bool(updated_operands(node))
+
+
+def mode_module(node: Any) -> str | None:
+    """The module path whose ``training`` flag ``node`` follows: its own module for an op that
+    ``uses_training``, ``attrs["bn_module"]`` for a fused one; ``None`` for every other node."""
+    opdef = OPS.get(node.op)
+    if opdef is None or not opdef.uses_training:
+        return None
+    return node.attrs.get(MODE_ATTR) if opdef.kind == "fused" else node.module
+
+
+bn_module = mode_module  # the older name
 
 
 def infer_node(op: str, attrs: dict[str, Any], in_types: list[TensorType]) -> ShapeResult:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lazyfuse.errors import IRError
+from lazyfuse.errors import IRError, IRParseError, IRTypeError
 
 from .graph import Graph, Loc, Node
 from .types import Sym, TensorType, _Unknown, parse_dim
@@ -37,7 +37,7 @@ def encode_value(v: Any) -> Any:
         return {"dim": str(v)}
     if isinstance(v, (tuple, list)):
         return {"tuple": [encode_value(x) for x in v]}
-    raise TypeError(f"attribute value {v!r} of type {type(v).__name__} cannot be serialized")
+    raise IRTypeError(f"attribute value {v!r} of type {type(v).__name__} cannot be serialized")
 
 
 def decode_value(v: Any) -> Any:
@@ -80,8 +80,14 @@ def graph_from_dict(data: dict[str, Any]) -> Graph:
         raise IRError(f"not a lazyfuse IR JSON document (expected \"format\": \"{FORMAT}\")")
     if data.get("version") != VERSION:
         raise IRError(f"unsupported lazyfuse IR JSON version {data.get('version')!r} (expected {VERSION})")
-    graph = Graph(data["name"], data.get("symbols", ()))
-    for i, d in enumerate(data["nodes"]):
+    try:
+        graph = Graph(data["name"], data.get("symbols", ()))
+        entries = list(data["nodes"])
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, IRError):
+            raise
+        raise IRError(f"bad IR JSON document: {e!r}") from None
+    for i, d in enumerate(entries):
         try:
             name = d["name"]
             if name in graph._names:
@@ -98,8 +104,8 @@ def graph_from_dict(data: dict[str, Any]) -> Graph:
                         None if loc is None else Loc(loc["file"], loc["line"]),
                         d.get("module"), d.get("module_type"))
         except (KeyError, TypeError, ValueError) as e:
-            if isinstance(e, IRError):
-                raise
+            if isinstance(e, IRError) and not isinstance(e, (IRParseError, IRTypeError)):
+                raise  # already names the node
             raise IRError(f"bad node #{i} in IR JSON: {e!r}") from None
         graph.nodes.append(node)
         graph._names[name] = node

@@ -18,11 +18,12 @@ from typing import Any, Union
 
 import numpy as np
 
-from lazyfuse.errors import ConfigError, DTypeError, InferenceError
+from lazyfuse.errors import ConfigError, DTypeError, InferenceError, IRParseError, IRTypeError
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
+# ----------------------------------------------------------------------------------------- errors
 # ----------------------------------------------------------------------------------------- dtypes
 @dataclass(frozen=True)
 class DType:
@@ -233,7 +234,7 @@ def parse_dim(text: str) -> Dim:
         elif _IDENT.match(part):
             out = dim_mul(out, Sym(part))
         else:
-            raise ValueError(f"bad dim {text!r}")
+            raise IRParseError(f"bad dim {text!r}")
     return out
 
 
@@ -253,7 +254,7 @@ class TensorType:
         dims = tuple(int(d) if isinstance(d, np.integer) else d for d in shape)
         for d in dims:
             if not is_dim(d):
-                raise TypeError(f"bad dim {d!r} in shape {dims}: expected int, Sym or UNKNOWN")
+                raise IRTypeError(f"bad dim {d!r} in shape {dims}: expected int, Sym or UNKNOWN")
         object.__setattr__(self, "dtype", dtype_from(dtype))
         object.__setattr__(self, "shape", dims)
 
@@ -308,7 +309,10 @@ class TensorType:
         """Parse ``f32[N,784]``."""
         m = re.fullmatch(r"\s*([a-z0-9]+)\[(.*)\]\s*", text)
         if not m:
-            raise ValueError(f"bad tensor type {text!r}")
+            raise IRParseError(f"bad tensor type {text!r}")
+        if m.group(1) not in DTYPES:
+            raise IRParseError(f"bad tensor type {text!r}: unknown dtype {m.group(1)!r} "
+                               "(expected f32, f64 or i64)")
         body = m.group(2).strip()
         dims = [parse_dim(p) for p in body.split(",")] if body else []
         return TensorType(DTYPES[m.group(1)], dims)

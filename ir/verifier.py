@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from lazyfuse.errors import InferenceError, VerifierError
+from typing import Any
+
+from lazyfuse.errors import DTypeError, ShapeError, VerifierError
 
 from .graph import STATE_OPS, Graph, Node
-from .ops import OPS, check_attrs, infer_node
+from .ops import OPS, OpDef, check_attrs, infer_node
 from .types import TensorType
 
 
@@ -72,10 +74,7 @@ def _check_node(node: Node) -> None:
     if problems:
         raise _fail(node, "; ".join(problems))
     attrs = opdef.with_defaults(node.attrs)
-    lo, hi = opdef.arity_range(attrs)
-    if not lo <= len(node.inputs) <= hi:
-        want = str(lo) if lo == hi else f"{lo}..{hi}"
-        raise _fail(node, f"expected {want} operands, got {len(node.inputs)}")
+    _check_operand_count(node, opdef, attrs)
     if node.op in STATE_OPS and node.attrs["target"] != node.name:
         raise _fail(node, f"target {node.attrs['target']!r} differs from the node name")
     if node.op == "output":
@@ -96,7 +95,7 @@ def _check_node(node: Node) -> None:
         return
     try:
         res = infer_node(node.op, attrs, in_types)
-    except InferenceError as e:
+    except (ShapeError, DTypeError) as e:
         raise _fail(node, f"shape rule fails: {e}") from None
     if res.out != node.type:
         raise _fail(node, f"type is {node.type}, but the shape rule gives {res.out}")
@@ -106,3 +105,14 @@ def _check_node(node: Node) -> None:
     for i, t in res.inputs.items():
         raise _fail(node, f"operand {i} ({node.inputs[i].ref}) has type {node.inputs[i].type}, "
                           f"the shape rule refines it to {t}")
+
+
+def _check_operand_count(node: Node, opdef: OpDef, attrs: dict[str, Any]) -> None:
+    """The operands must match the op's operand names for these attrs."""
+    lo, hi = opdef.arity_range(attrs)
+    if lo <= len(node.inputs) <= hi:
+        return
+    if lo == hi:
+        names = ", ".join(opdef.operand_names(attrs)) or "none"
+        raise _fail(node, f"expected {lo} operands, got {len(node.inputs)} (operands: {names})")
+    raise _fail(node, f"expected {lo}..{hi} operands, got {len(node.inputs)}")

@@ -1,23 +1,21 @@
 """``dce``: remove nodes whose values nothing uses.
 
-Inputs stay (they are the call signature).  A ``batch_norm`` that tracks running statistics is
-kept even when its output is unused: in train mode it updates the running stats, as eager does.
+Inputs and the output stay (they are the call signature).  A node whose op updates operands in
+place (its op table ``effects``: a ``batch_norm`` tracking running statistics, or a fused op
+containing one) is kept even when its value is unused: in train mode it updates them, as eager does.
 """
 
 from __future__ import annotations
 
 from lazyfuse.ir.graph import Graph, Node
+from lazyfuse.ir.ops import has_effects
 
 from .manager import PassContext, register_pass
 
 
 def has_side_effects(node: Node) -> bool:
-    """True for ops that must run even when their result is unused."""
-    if node.op in ("input", "output"):
-        return True
-    if node.op == "batch_norm" or node.attrs.get("bn_module") is not None:
-        return bool(node.attrs.get("track_running_stats", True))
-    return False
+    """True for nodes that must run even when their result is unused."""
+    return node.op in ("input", "output") or has_effects(node)
 
 
 @register_pass("dce")

@@ -1,9 +1,10 @@
 """``fuse``: rewrite Linear -> BatchNorm -> ReLU chains into fused nodes (see :mod:`.patterns`).
 
 A chain matches a pattern when each intermediate value has exactly one use, as operand 0 of the
-next op, and is not a graph output; ``EDGE_RULES`` must allow every edge (Linear -> BatchNorm only
-for a 2-D ``(N,C)`` value) and every BatchNorm must belong to a module (the runtime reads that
-module's ``training`` flag).  Patterns are tried longest first at each node in graph order.
+next op, and is not a graph output; the fused op's edge rules must allow every edge (Linear ->
+BatchNorm only for a 2-D ``(N,C)`` value, :func:`lazyfuse.ir.fused_ops.edge_problem`) and every op
+that follows a ``training`` flag (BatchNorm) must belong to a module (the runtime reads that
+module's flag).  Patterns are tried longest first at each node in graph order.
 
 The pass only restructures the graph: parameters are not touched and eval-mode BatchNorm is not
 folded into the weights; the fused op computes the same thing from the live arrays at call time.
@@ -13,16 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from lazyfuse.ir.fused_ops import edge_problem
 from lazyfuse.ir.graph import Graph, Node
-from lazyfuse.ir.ops import OPS
+from lazyfuse.ir.ops import MODE_ATTR, OPS
 
 from .manager import PassContext, register_pass
-from .patterns import PATTERNS, FusionPattern, edge_problem
+from .patterns import PATTERNS, FusionPattern
 
 
 def _node_ok(node: Node) -> bool:
-    """Per-node legality: a BatchNorm needs a module path for ``bn_module``."""
-    return node.op != "batch_norm" or bool(node.module)
+    """Per-node legality: an op that follows a ``training`` flag needs a module path to read it."""
+    return not OPS[node.op].uses_training or bool(node.module)
 
 
 def _sole_consumer(node: Node) -> Node | None:
@@ -53,14 +55,15 @@ def match_chain(start: Node, pattern: FusionPattern) -> list[Node] | None:
 
 
 def fused_attrs(chain: list[Node]) -> dict[str, Any]:
-    """The fused node's attrs: the chain's attrs (defaults filled) plus ``modules``/``bn_module``."""
+    """The fused node's attrs: the chain's attrs (defaults filled) plus ``modules`` and, for the
+    part that follows a ``training`` flag, ``bn_module``."""
     attrs: dict[str, Any] = {}
     for n in chain:
         attrs.update(OPS[n.op].with_defaults(n.attrs))
     attrs["modules"] = tuple(n.module or "" for n in chain)
-    bns = [n for n in chain if n.op == "batch_norm"]
-    if bns:
-        attrs["bn_module"] = bns[0].module
+    moded = [n for n in chain if OPS[n.op].uses_training]
+    if moded:
+        attrs[MODE_ATTR] = moded[0].module
     return attrs
 
 

@@ -6,7 +6,7 @@ input spec alone and checks every op; errors show the IR line, the user's source
 
 from __future__ import annotations
 
-from lazyfuse.errors import InferenceError, ShapeError
+from lazyfuse.errors import DTypeError, InferenceError, ShapeError
 from lazyfuse.ir.graph import STATE_OPS, Node
 from lazyfuse.ir.ops import OPS
 from lazyfuse.ir.ops import infer_node as ops_infer_node
@@ -16,8 +16,11 @@ from .manager import PassContext, register_pass
 
 PASS_NAME = "infer_shapes"
 
-# Attrs holding a lazy module's size: they must come out as plain ints.
-_SIZE_ATTRS = ("in_features", "num_features")
+
+def size_attrs(op: str) -> tuple[str, ...]:
+    """The attrs of ``op`` holding a (possibly lazy) size, schema kind ``"dim"``: they must come out
+    of shape inference as plain ints (``in_features``, ``num_features``)."""
+    return tuple(k for k, spec in OPS[op].attrs.items() if spec.kind == "dim")
 
 
 def describe_node(node: Node) -> str:
@@ -27,11 +30,13 @@ def describe_node(node: Node) -> str:
     return f"op {node.op}"
 
 
-def node_error(node: Node, detail: str, pass_name: str = PASS_NAME) -> InferenceError:
-    """An :class:`InferenceError` showing the IR line, operand types, the source line and the pass."""
+def node_error(node: Node, detail: str, pass_name: str = PASS_NAME,
+               cls: type[InferenceError] | type[DTypeError] = InferenceError) -> InferenceError | DTypeError:
+    """A ``cls`` error (:class:`InferenceError` unless told) showing the IR line, operand types, the
+    source line and the pass."""
     operands = ", ".join(f"{i.ref}: {i.type}" for i in node.inputs)
     src = f"{node.loc}" if node.loc is not None else "unknown (no source location recorded)"
-    return InferenceError(
+    return cls(
         f"{describe_node(node)}: {detail}\n"
         f"  IR:       {node.format()}\n"
         f"  operands: {operands}\n"
@@ -45,7 +50,7 @@ def _symbols(d: object) -> list[str]:
 
 
 def _check_size_attrs(node: Node, attrs: dict) -> None:
-    for key in _SIZE_ATTRS:
+    for key in size_attrs(node.op):
         d = attrs.get(key)
         if isinstance(d, Sym):
             syms = ", ".join(_symbols(d))
@@ -83,8 +88,9 @@ def infer_node(node: Node, pass_name: str = PASS_NAME) -> None:
         raise node_error(node, f"unknown op {node.op!r}", pass_name)
     try:
         result = ops_infer_node(node.op, dict(node.attrs), [i.type for i in node.inputs])
-    except (InferenceError, ShapeError) as exc:
-        raise node_error(node, str(exc), pass_name) from None
+    except (ShapeError, DTypeError) as exc:
+        cls = DTypeError if isinstance(exc, DTypeError) else InferenceError
+        raise node_error(node, str(exc), pass_name, cls) from None
     attrs = dict(result.attrs) if result.attrs else dict(node.attrs)
     _check_size_attrs(node, attrs)
     for index, new in (result.inputs or {}).items():

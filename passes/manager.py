@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lazyfuse.errors import CompileError, VerifierError
+from lazyfuse.errors import CompileError, LazyFuseError, VerifierError
 from lazyfuse.ir.graph import Graph
 
 PassFn = Callable[[Graph, "PassContext"], Graph]
@@ -19,7 +19,7 @@ PASSES: dict[str, PassFn] = {}
 # Importing these modules registers their passes; ``get_pass`` loads them on first use.
 _BUILTIN_PASS_MODULES = {
     "infer_shapes": "lazyfuse.passes.infer_shapes",
-    "materialize_lazy": "lazyfuse.passes.materialize_lazy",
+    "materialize_lazy": "lazyfuse.api",
     "dce": "lazyfuse.passes.dce",
     "fuse": "lazyfuse.passes.fuse",
 }
@@ -77,15 +77,38 @@ def _names(spec: str) -> set[str]:
     return {p.strip() for p in spec.split(",") if p.strip()}
 
 
+def in_pass(exc: LazyFuseError, name: str) -> LazyFuseError:
+    """``exc`` itself when its message names a pass already, else an error of the same class whose
+    message ends in ``(in pass 'name')`` (on a line of its own after a multi-line message)."""
+    msg = str(exc)
+    if "(in pass '" in msg:
+        return exc
+    sep = "\n  " if "\n" in msg else " "
+    try:
+        return type(exc)(f"{msg}{sep}(in pass '{name}')")
+    except Exception:  # noqa: BLE001 - a class that takes other arguments: leave the error as it is
+        return exc
+
+
 def run_passes(graph: Graph, names: Iterable[str], ctx: PassContext | None = None) -> Graph:
-    """Run the named passes in order on ``graph`` (passes edit it in place) and return the result."""
+    """Run the named passes in order on ``graph`` (passes edit it in place) and return the result.
+
+    A :class:`LazyFuseError` raised inside a pass is re-raised as the same class with the pass
+    named: ``(in pass 'fuse')``.
+    """
     ctx = PassContext() if ctx is None else ctx
     if ctx.model is None:
         ctx.model = graph.model
     for name in names:
         fn = get_pass(name)
         start = time.perf_counter()
-        result = fn(graph, ctx)
+        try:
+            result = fn(graph, ctx)
+        except LazyFuseError as exc:
+            named = in_pass(exc, name)
+            if named is exc:
+                raise
+            raise named from exc
         ctx.timings[name] = ctx.timings.get(name, 0.0) + time.perf_counter() - start
         if result is not graph and result.model is None:
             result.model = graph.model

@@ -2,11 +2,12 @@
 
 It owns no arrays: calls use the parameters and buffers of the live model (by target) and each
 BatchNorm module's ``training`` flag, so ``load_state_dict``, ``model.eval()`` and the running-stat
-updates of train-mode calls are shared with the model both ways.  The arrays and flags are fetched
-again whenever a module changed what it holds since the last call (``nn.module.STATE_VERSION``
-counts assignments of parameters, buffers, submodules and attributes); otherwise the last call's
-are reused, which keeps small-batch calls cheap.  Inputs are checked against the specs before any
-state is touched.
+updates of train-mode calls are shared with the model both ways.  It reads the model only through
+``nn.Module``'s public state interface: ``state_version`` (a counter of the changes to what the
+model and its submodules hold), ``local_state()`` and ``settings()``.  The arrays and flags are
+fetched again whenever ``state_version`` moved since the last call; otherwise the last call's are
+reused (:class:`~lazyfuse.runtime.call_cache.CallCache`), which keeps small-batch calls cheap.
+Inputs are checked against the specs before any state is touched.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ import numpy as np
 from lazyfuse.backends import Executable
 from lazyfuse.errors import DTypeError, InputError, ShapeError, StateError, UninitializedParameterError
 from lazyfuse.frontends import nn
-from lazyfuse.frontends.nn.module import STATE_VERSION
 from lazyfuse.frontends.spec import TensorSpec, unify
 from lazyfuse.ir.graph import Graph, Node
-from lazyfuse.ir.ops import bn_module
+from lazyfuse.ir.ops import OPS, mode_module, updated_operands
+
+from .call_cache import CallCache, input_signature
 
 
 class CompiledModule:
@@ -40,34 +42,27 @@ class CompiledModule:
                               for node in self._inputs]
         self._state: list[Node] = graph.params()
         # Per owner module path, its params/buffers, worked out once (calls stay cheap at small
-        # batch): node, attribute name, member dict, and the dtype and shape it was compiled for.
-        self._state_groups: dict[str, list[tuple[Node, str, str, np.dtype, tuple]]] = {}
+        # batch): node, name in the owner, and the dtype and shape it was compiled for.
+        self._state_groups: dict[str, list[tuple[Node, str, np.dtype, tuple]]] = {}
         for n in self._state:
             path, _, name = n.attrs["target"].rpartition(".")
             self._state_groups.setdefault(path, []).append(
-                (n, name, "_parameters" if n.op == "param" else "_buffers", n.type.dtype.numpy,
-                 tuple(n.type.shape)))
-        # BatchNorm nodes (plain or fused) with the module path whose ``training`` flag they follow.
-        self._bn_nodes: list[tuple[Node, str | None]] = [
-            (n, bn_module(n)) for n in graph.nodes if n.op == "batch_norm" or bn_module(n)]
-        # The running-stat buffers a train-mode call updates in place (a BatchNorm node's last three
-        # operands when it tracks them), with the module path whose ``training`` flag decides.
+                (n, name, n.type.dtype.numpy, tuple(n.type.shape)))
+        # Nodes that follow a module's ``training`` flag (BatchNorm, plain or fused), with its path.
+        self._moded: list[tuple[Node, str | None]] = [
+            (n, mode_module(n)) for n in graph.nodes if OPS[n.op].uses_training]
+        # The buffers a train-mode call updates in place (the op table's effects), with the module
+        # path whose ``training`` flag decides.
         self._updated: list[tuple[str, str | None]] = [
-            (operand.attrs["target"], path) for n, path in self._bn_nodes
-            if n.attrs.get("track_running_stats", True) for operand in n.inputs[-3:]]
-        # The input shapes of the last call and the symbol sizes they bound.
+            (operand.attrs["target"], path) for n, path in self._moded for operand in updated_operands(n)]
+        # The input shapes of the last checked call and the symbol sizes they bound.
         self._last_shapes: tuple[tuple, dict[str, int]] | None = None
-        # (STATE_VERSION when fetched, state, training) of the last call; lazyfuse models only.
+        # lazyfuse models count their changes (``state_version``), so a call can reuse the last one's.
         self._tracked = isinstance(model, nn.Module)
         # Per module the graph runs: its class and the settings the graph baked in (checked again
-        # whenever some module changed, since a call cannot follow a new class or new settings).
+        # whenever the model changed, since a call cannot follow a new class or new settings).
         self._compiled_as = compiled_modules(model, graph) if self._tracked else {}
-        self._snapshot: tuple[int, dict[str, np.ndarray], dict[str | None, bool]] | None = None
-        # The replay of the last call (see ``__call__``): (STATE_VERSION, input count, per input
-        # (shape, strides, dtype), the runner's call bound to that call's state and flags or None,
-        # the buffers that call updates in place).
-        self._hot: tuple[int, int, tuple[tuple[tuple, tuple, np.dtype], ...], Callable | None,
-                         tuple[np.ndarray, ...]] | None = None
+        self._cache: CallCache | None = None
 
     @property
     def source(self) -> str:
@@ -80,40 +75,28 @@ class CompiledModule:
 
     # ---------------------------------------------------------------------------------- calling
     def __call__(self, *arrays: Any) -> np.ndarray | tuple[np.ndarray, ...]:
-        # Replay: no module changed since the last call and every input is an ndarray of that
-        # call's shape, strides and dtype (it was C-contiguous), so every check it passed holds.
-        hot = self._hot
-        repeated = False
-        if hot is not None and hot[0] == STATE_VERSION.value and len(arrays) == hot[1]:
-            for a, (shape, strides, dtype) in zip(arrays, hot[2]):
-                if (type(a) is not np.ndarray or a.shape != shape or a.strides != strides
-                        or a.dtype is not dtype):
-                    break
-            else:
-                # A buffer this call updates must still be writable (flags change in place, unseen).
-                if not hot[4] or all(b.flags.writeable for b in hot[4]):
-                    if hot[3] is None:
-                        repeated = True
-                    else:
-                        try:
-                            return hot[3](arrays)
-                        except Exception:
-                            # Read-only arrays that the call only reads fail the cpu backend's
-                            # argument typing before anything runs; the checked call copies them.
-                            if not self._read_only_state():
-                                raise
-                            self._hot = None
+        cache = self._cache
+        if cache is not None and cache.version == self.model.state_version and cache.replays(arrays):
+            # Nothing changed since the last call and the inputs look like its: every check holds.
+            try:
+                return cache.bound(arrays)
+            except Exception:
+                # Read-only arrays that the call only reads fail the cpu backend's argument typing
+                # before anything runs; the checked call below copies them.
+                if not cache.has_read_only_state():
+                    raise
+                cache.bound = cache.signature = None
         inputs, bindings = self._check_inputs(arrays)
-        version, state, training = self._fetch()
-        self._check_batch_stats(bindings, training)
-        self._check_writable(state, training)
-        result = self.runner.run(inputs, state, training)
+        cache = self._current_state()
+        self._check_batch_stats(bindings, cache.training)
+        self._check_writable(cache.state, cache.training)
+        result = self.runner.run(inputs, cache.state, cache.training)
         if self._tracked and all(type(a) is np.ndarray and a is b for a, b in zip(arrays, inputs)):
-            # Bound on the second call in a row like this one: calls whose shapes keep changing
-            # never pay for binding.
-            self._hot = (version, len(inputs), tuple((a.shape, a.strides, a.dtype) for a in inputs),
-                         self._bind(inputs, state, training) if repeated else None,
-                         tuple(state[t] for t, path in self._updated if training[path]))
+            signature = input_signature(inputs)
+            if cache.signature == signature and cache.bound is None:
+                cache.bound = self._bind(inputs, cache.state, cache.training)
+            elif cache.signature != signature:
+                cache.signature, cache.bound = signature, None
         return result
 
     def _bind(self, inputs: list[np.ndarray], state: dict[str, np.ndarray],
@@ -125,20 +108,21 @@ class CompiledModule:
         run = self.runner.run
         return lambda arrays: run(arrays, state, training)
 
-    def _fetch(self) -> tuple[int, dict[str, np.ndarray], dict[str | None, bool]]:
-        """STATE_VERSION as read before the fetch, the model's arrays by target and the BatchNorm
-        ``training`` flags by module path: the last call's while no module changed since (one
-        integer compare), else fetched anew."""
-        version = STATE_VERSION.value  # read before fetching: a change during the fetch is not missed
-        snapshot = self._snapshot
-        if snapshot is not None and snapshot[0] == version:
-            return snapshot
+    def _current_state(self) -> CallCache:
+        """The model's arrays by target and the ``training`` flags by module path: the last call's
+        while the model's ``state_version`` is unchanged (one integer compare), else fetched anew."""
+        version = self.model.state_version if self._tracked else None  # read before fetching
+        cache = self._cache
+        if cache is not None and version is not None and cache.version == version:
+            return cache
         self._check_modules()
-        training = {path: self._module(path).training for _, path in self._bn_nodes}
+        training = {path: self._module(path).training for _, path in self._moded}
         state = self._gather_state()
+        cache = CallCache(version, state, training,
+                          tuple(state[t] for t, path in self._updated if training[path]))
         if self._tracked:
-            self._snapshot = (version, state, training)
-        return version, state, training
+            self._cache = cache
+        return cache
 
     def _module(self, path: str | None) -> Any:
         return self.model.get_submodule(path or "")
@@ -168,7 +152,7 @@ class CompiledModule:
     def _check_batch_stats(self, bindings: dict[str, int], training: dict[str | None, bool]) -> None:
         """Train-mode BatchNorm needs more than one value per channel (checked before any update);
         an empty batch is allowed, like PyTorch."""
-        for node, path in self._bn_nodes:
+        for node, path in self._moded:
             if not (training[path] or not node.attrs.get("track_running_stats", True)):
                 continue
             shape = node.type.evaluate(bindings)
@@ -187,11 +171,6 @@ class CompiledModule:
     def _who(self, path: str | None) -> str:
         """``"module 'bn1' (BatchNorm1d): "`` for messages, or nothing for a functional op at the root."""
         return f"module '{path}' ({type(self._module(path)).__name__}): " if path else ""
-
-    def _read_only_state(self) -> bool:
-        snapshot = self._snapshot
-        return snapshot is not None and any(
-            a is not None and not a.flags.writeable for a in snapshot[1].values())
 
     def _check_modules(self) -> None:
         """Every module the graph runs is still there, of the class and with the settings compiled."""
@@ -216,21 +195,22 @@ class CompiledModule:
     def _gather_state(self) -> dict[str, np.ndarray]:
         state = {}
         for path, entries in self._state_groups.items():
-            owner = self.model.get_submodule(path)  # one submodule walk per owner per call
-            for node, name, members, dtype, shape in entries:
-                value = getattr(owner, members).get(name)
+            owner = self.model.get_submodule(path)  # one submodule walk per owner per fetch
+            local = owner.local_state()
+            for node, name, dtype, shape in entries:
+                value = local.get(name)
                 arr = None if value is None or nn.is_uninitialized(value) else np.asarray(value)
                 if arr is None or arr.dtype != dtype or arr.shape != shape:
-                    self._state_error(owner, node, name, members, value)
+                    self._state_error(owner, node, name, name in local, value)
                 state[node.attrs["target"]] = arr
         return state
 
-    def _state_error(self, owner: Any, node: Node, name: str, members: str, value: Any) -> None:
+    def _state_error(self, owner: Any, node: Node, name: str, registered: bool, value: Any) -> None:
         """Raise the error for a param/buffer that is missing, uninitialized or no longer matches."""
         target = node.attrs["target"]
         if value is None:
             kind = "parameter" if node.op == "param" else "buffer"
-            none = " (it is None)" if name in getattr(owner, members) else ""
+            none = " (it is None)" if registered else ""
             raise StateError(f"compiled {self.graph.name}: {type(owner).__name__} has no {kind} "
                              f"'{name}'{none} (target '{target}'), compiled with {node.type}; compile "
                              "the model again")
@@ -265,7 +245,7 @@ def compiled_modules(model: nn.Module, graph: Graph) -> dict[str, tuple[type, di
         for path in paths:
             mod = model.get_submodule(path)
             settings = found.setdefault(path, (type(mod), {}))[1]
-            plain = vars(mod)
+            plain = mod.settings()
             for name, value in node.attrs.items():
                 if name in plain and not name.startswith("_") and _same(plain[name], value):
                     settings[name] = value

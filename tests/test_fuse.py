@@ -407,3 +407,44 @@ def test_fused_graph_parses_and_verifies_in_a_fresh_process():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "fused_linear_bn_relu" in result.stdout
+
+
+def test_fused_op_definitions_live_in_ir_and_compose_their_parts():
+    from lazyfuse.errors import IRError
+    from lazyfuse.ir import fused_ops
+    from lazyfuse.passes import patterns
+
+    assert {p.fused_op: p.ops for p in patterns.PATTERNS} == fused_ops.FUSED_OPS
+    opdef = lf.ir.OPS["fused_linear_bn_relu"]
+    assert opdef.parts == ("linear", "batch_norm", "relu") and opdef.uses_training
+    assert opdef.operand_names({"bias": False, "affine": False}) == (
+        "linear.input", "linear.weight", "batch_norm.running_mean", "batch_norm.running_var",
+        "batch_norm.num_batches_tracked")
+    assert lf.ir.OPS["fused_linear_relu"].effects == () and not lf.ir.OPS["fused_linear_relu"].uses_training
+    assert not hasattr(patterns, "part_attrs")  # the pass keeps only the matching rules
+    with pytest.raises(IRError, match="appear in more than one fused op"):
+        fused_ops.fused_opdef("fused_linear_linear", ("linear", "linear"))
+    moded = lf.ir.register_op(lf.ir.OpDef("test_fuse_moded", {}, ("input",), None, None, uses_training=True))
+    try:
+        with pytest.raises(IRError, match="at most one part"):
+            fused_ops.fused_opdef("fused_bn_moded", ("batch_norm", moded.name))
+    finally:
+        del lf.ir.OPS[moded.name]
+
+
+def test_fused_node_updates_the_batch_norm_state_operands():
+    g = run_fuse(_linear_bn_graph())
+    fused = next(n for n in g.nodes if n.op.startswith("fused"))
+    assert [n.name for n in lf.ir.updated_operands(fused)] == [
+        "bn.running_mean", "bn.running_var", "bn.num_batches_tracked"]
+    assert lf.ir.has_effects(fused) and lf.ir.mode_module(fused) == "bn"
+
+
+def test_fused_shape_rule_keeps_the_dtype_error_class():
+    g = run_fuse(_linear_bn_graph())
+    g.node("bn.weight").type = T(lf.ir.f64, (4,))
+    with pytest.raises(lf.errors.VerifierError, match="shape rule fails: fused_linear_bn_relu: batch_norm: dtype"):
+        verify(g)
+    with pytest.raises(lf.errors.DTypeError, match=r"(?s)fused_linear_bn_relu: batch_norm: dtype.*IR: .*"
+                                                   r"in pass 'infer_shapes'"):
+        lf.infer_shapes(g)

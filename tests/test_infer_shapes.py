@@ -9,7 +9,7 @@ from test_trace import assert_same, line_of, snapshot
 
 import lazyfuse as lf
 from lazyfuse import nn
-from lazyfuse.errors import InferenceError, ShapeError
+from lazyfuse.errors import DTypeError, InferenceError, ShapeError
 from lazyfuse.ir.types import UNKNOWN
 from lazyfuse.passes.manager import PassContext, run_passes
 
@@ -164,9 +164,9 @@ def test_concrete_batch_and_double_precision():
     assert model[0].weight.dtype == np.float64 and model[1].running_var.shape == (3,)
 
 
-def test_dtype_mismatch_is_an_inference_error():
+def test_dtype_mismatch_is_a_dtype_error():
     model = nn.Sequential(nn.Linear(4, 3))
-    with pytest.raises(InferenceError, match="dtype"):
+    with pytest.raises(DTypeError, match="dtype"):  # was InferenceError
         lf.infer_shapes(lf.trace(model, lf.TensorSpec(("N", 4), dtype="float64")))
 
 

@@ -206,3 +206,22 @@ def test_summary_table():
     w.type = t(10, 784)
     assert g.summary().splitlines()[3].split()[-1] == "7,850"
     assert g.summary().splitlines()[-1] == "Total params: 7,850"
+
+
+def test_unknown_node_name_is_an_ir_error_and_a_key_error():
+    from lazyfuse.ir import UnknownNodeError
+
+    with pytest.raises(UnknownNodeError) as info:
+        mlp().node("nope")
+    assert isinstance(info.value, KeyError) and isinstance(info.value, IRError)
+    assert str(info.value) == "graph @mlp has no node named 'nope'"
+
+
+def test_unprintable_attr_is_an_ir_type_error():
+    from lazyfuse.ir import IRTypeError
+
+    g = mlp()
+    g.node("relu1").attrs["bad"] = {"a": 1}
+    with pytest.raises(IRTypeError, match="cannot be printed in the IR") as info:
+        str(g)
+    assert isinstance(info.value, TypeError)

@@ -94,3 +94,15 @@ def test_dot_output():
     for line in dot.splitlines():
         assert (line.count('"') - line.count('\\"')) % 2 == 0, line
     assert dot.count(" -> ") == 4
+
+
+def test_json_document_without_name_or_nodes_is_an_ir_error():
+    data = json.loads(small_graph().to_json())
+    for key in ("name", "nodes"):
+        broken = dict(data)
+        del broken[key]
+        with pytest.raises(IRError, match="bad IR JSON document"):
+            Graph.from_json(json.dumps(broken))
+    data["nodes"][1]["type"] = "f32[N,2.5]"
+    with pytest.raises(IRError, match="bad node #1"):
+        Graph.from_json(json.dumps(data))

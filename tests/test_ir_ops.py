@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lazyfuse.errors import InferenceError, ShapeError
+from lazyfuse.errors import DTypeError, InferenceError, ShapeError
 from lazyfuse.ir import OPS, UNKNOWN, OpDef, Sym, TensorType, f32, f64, i64, register_op
 from lazyfuse.ir.ops import AttrSpec, ShapeResult, check_attrs, infer_node
 
@@ -59,13 +59,22 @@ def test_linear_lazy_dim_cannot_equal_a_symbol():
     (lin(784, 10), [t(N, 785), t(10, 784), t(10)], "expected 784 .*got 785"),
     (lin(Q, 10), [t(N, 5), t(10, 4), t(10)], "expected 4 .*got 5"),
     (lin(4, 10), [t(N, 4), t(10, 4), t(9)], r"bias has type f32\[9\], expected f32\[10\]"),
-    (lin(4, 10), [t(N, 4), t(10, 4, dtype=f64), t(10)], "dtype mismatch"),
     (lin(784, 10), [t(N, 3 * L), t(10, 784), t(10)], r"expected 784 .*got 3\*L"),
     (lin(4, 10, False), [t(), t(10, 4)], "expected an input of shape"),
 ])
 def test_linear_errors(attrs, types, msg):
     with pytest.raises(InferenceError, match=msg):
         infer_node("linear", attrs, types)
+
+
+def test_dtype_mismatches_are_dtype_errors():
+    # was one of test_linear_errors' InferenceError cases; the issue makes dtype problems DTypeError
+    with pytest.raises(DTypeError, match="dtype mismatch"):
+        infer_node("linear", lin(4, 10), [t(N, 4), t(10, 4, dtype=f64), t(10)])
+    with pytest.raises(DTypeError, match="dtype mismatch: weight is f64"):
+        infer_node("batch_norm", bn(3), [t(N, 3), t(3, dtype=f64), t(3), t(3), t(3), t(dtype=i64)])
+    with pytest.raises(DTypeError, match=r"num_batches_tracked has type f32\[\], expected i64"):
+        infer_node("batch_norm", bn(3), [t(N, 3), t(3), t(3), t(3), t(3), t()])
 
 
 @pytest.mark.parametrize("affine, track", [(True, True), (False, True), (True, False), (False, False)])
@@ -146,7 +155,7 @@ def test_add_broadcasting(a, b, want):
 def test_add_errors():
     with pytest.raises(InferenceError, match=r"do not broadcast: f32\[N,4\] and f32\[N,5\]"):
         infer_node("add", {}, [t(N, 4), t(N, 5)])
-    with pytest.raises(InferenceError, match="dtype mismatch"):
+    with pytest.raises(DTypeError, match="dtype mismatch"):  # was InferenceError
         infer_node("add", {}, [t(N, 4), t(N, 4, dtype=f64)])
 
 

@@ -189,3 +189,25 @@ def test_parse_of_a_non_string_names_what_it_got(value, got):
 def test_parse_ignores_blank_and_slash_comment_lines():
     text = "// ----- IR after infer_shapes -----\n" + LAZY_TEXT.replace("\n  return", "\n\n  return")
     assert Graph.parse(text) == lazy_mlp()
+
+
+def test_annotator_hook_marks_dims_and_attrs_and_defaults_to_plain_text():
+    from lazyfuse.ir.printer import Annotator, format_graph
+
+    g = resolve(lazy_mlp())
+    assert format_graph(g) == format_graph(g, Annotator()) == str(g)
+
+    class Marker(Annotator):
+        mark = "!"
+
+        def dims(self, node):
+            return {1} if node.name in ("fc2.weight", "fc2") else ()
+
+        def attrs(self, node):
+            return {"in_features"} if node.name == "fc2" else ()
+
+    text = format_graph(g, Marker())
+    assert "@fc2.weight: f32[10,256!] = param" in text
+    assert "%fc2: f32[N,10!] = linear[bias=true, in_features=256!, out_features=10](" in text
+    assert text.splitlines()[0] == "graph @MLPWithBN[N](%x: f32[N,28,28]) -> (f32[N,10!]) {"
+    assert text.replace("!", "") == str(g)

@@ -153,3 +153,20 @@ def test_unify_errors_name_expected_and_got(ttype, shape, bindings, msg):
     with pytest.raises(ShapeError, match=msg) as info:
         unify(ttype, shape, dict(bindings))
     assert str(ttype) in str(info.value) and str(shape) in str(info.value)
+
+
+def test_bad_dims_and_type_text_raise_ir_errors():
+    from lazyfuse.errors import IRParseError
+    from lazyfuse.ir import IRTypeError
+
+    with pytest.raises(IRParseError, match="bad dim 'N x'"):
+        parse_dim("N x")
+    for text in ("f32(N)", "f99[N]", "f32[N,$]"):
+        with pytest.raises(IRParseError, match="bad"):
+            TensorType.parse(text)
+    with pytest.raises(IRParseError, match="unknown dtype 'f99'"):
+        TensorType.parse("f99[N]")
+    with pytest.raises(IRTypeError, match="bad dim 2.0") as info:
+        TensorType(f32, (2.0,))
+    assert isinstance(info.value, TypeError) and isinstance(info.value, LazyFuseError)
+    assert isinstance(IRParseError("x"), ValueError)

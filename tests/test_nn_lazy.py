@@ -341,3 +341,37 @@ def test_ndarray_methods_on_a_placeholder_raise_the_same_error(use):
     with pytest.raises(AttributeError):
         model[3].weight.no_such_attribute  # names an ndarray lacks stay AttributeErrors
     assert copy.deepcopy(model[3].weight).dtype == np.float32
+
+
+def test_lazy_dims_declare_where_each_size_lives():
+    assert nn.LazyLinear.lazy_dims == {"in_features": {"weight": 1}}
+    lin = nn.LazyLinear(5)
+    assert lin.placeholder_shapes() == {"weight": (5, None), "bias": (5,)}
+    assert lin.placeholder_shapes({"in_features": 3}) == {"weight": (5, 3), "bias": (5,)}
+    assert lin.dims_from_shapes("weight", (5, 7)) == {"in_features": 7}
+    assert lin.dims_from_shapes("bias", (5,)) == {}
+    stats = ("weight", "bias", "running_mean", "running_var")
+    assert nn.LazyBatchNorm1d.lazy_dims == {"num_features": dict.fromkeys(stats, 0)}
+    assert nn.LazyBatchNorm1d().placeholder_shapes() == dict.fromkeys(stats, (None,))
+    assert nn.LazyBatchNorm1d(affine=False, track_running_stats=False).placeholder_shapes() == {}
+
+
+def test_static_materialization_reads_the_declaration():
+    from lazyfuse.frontends.materialize import materialize_lazy, plan
+    from lazyfuse.passes.manager import PassContext, run_passes
+
+    class MyLazy(nn.LazyLinear):  # a subclass keeps its parent's declaration and emitter
+        pass
+
+    model = nn.Sequential(MyLazy(3), nn.LazyBatchNorm1d(affine=False, track_running_stats=False))
+    traced = lf.trace(model, ("N", 4))
+    assert "@0.weight: f32[3,?] = param" in str(traced)
+    g = run_passes(traced.copy(), ["infer_shapes"], PassContext(model=None))
+    assert [(path, sizes) for path, _, sizes in plan(g, model)] == [
+        ("0", {"in_features": 4}), ("1", {"num_features": 3})]
+    with pytest.raises(lf.InferenceError, match="in_features is \\?, not a concrete size"):
+        materialize_lazy(traced, model)  # nothing inferred yet: nothing touched
+    assert model.has_uninitialized_params()
+    materialize_lazy(g, model)
+    assert type(model[0]) is nn.Linear and model[0].weight.shape == (3, 4)
+    assert type(model[1]) is nn.BatchNorm1d and model[1].num_features == 3

@@ -262,9 +262,8 @@ def test_register_rejects_bad_names_and_values():
 
 
 def test_member_stores_count_every_change():
-    from lazyfuse.frontends.nn.module import STATE_VERSION
-
     m = nn.Linear(2, 3)
+    root = nn.Sequential(nn.Sequential(m))
     p = nn.Parameter(np.zeros(3, np.float32))
     changes = [
         lambda: m._parameters.__setitem__("bias", p),
@@ -283,9 +282,101 @@ def test_member_stores_count_every_change():
         lambda: m.register_buffer("extra", np.zeros(1)),
     ]
     for change in changes:
-        before = STATE_VERSION.value
+        before, root_before = m.state_version, root.state_version
         change()
-        assert STATE_VERSION.value > before
+        assert m.state_version > before and root.state_version > root_before  # up to the root
+
+
+def test_state_version_counts_class_setstate_and_undone_calls():
+    m = nn.Sequential(nn.LazyLinear(3))
+    before = m.state_version
+    m[0].materialize(in_features=2)  # assigns __class__ and the arrays
+    assert m.state_version > before
+    before = m.state_version
+    m[0].__setstate__(m[0].__getstate__())
+    assert m.state_version > before
+
+    lazy = nn.Sequential(nn.LazyLinear(3), nn.Linear(4, 2))
+    before = lazy.state_version
+    with pytest.raises(ShapeError):
+        lazy(np.zeros((2, 5), np.float32))  # materializes layer 0, then layer 1 fails: undone
+    assert type(lazy[0]) is nn.LazyLinear and lazy.state_version > before
+
+
+def test_writes_into_arrays_do_not_count():
+    m = nn.Sequential(nn.Linear(2, 3))
+    before = m.state_version
+    m[0].weight[...] = 1.0
+    m.load_state_dict(m.state_dict())  # copies in place
+    assert m.state_version == before
+
+
+def test_state_versions_are_per_model():
+    a, b = nn.Sequential(nn.Linear(2, 3)), nn.Sequential(nn.Linear(2, 3))
+    before = b.state_version
+    a[0].weight = nn.Parameter(np.zeros((3, 2), np.float32))
+    a.eval()
+    a[0].extra = 1
+    assert b.state_version == before
+
+
+def test_a_shared_submodule_change_reaches_every_holder():
+    shared = nn.Linear(2, 2)
+    a, b = nn.Sequential(shared), nn.Sequential(nn.Sequential(shared))
+    other = nn.Sequential(nn.Linear(2, 2))
+    versions = a.state_version, b.state_version, other.state_version
+    shared.bias = None
+    assert a.state_version > versions[0] and b.state_version > versions[1]
+    assert other.state_version == versions[2]
+    # after a module is taken out, its changes no longer reach the old holder
+    a[0] = nn.Identity()
+    before = a.state_version
+    shared.eps = 1.0
+    assert a.state_version == before and b.state_version > versions[1]
+
+
+def test_state_versions_survive_cycles_and_copies():
+    import copy
+    import pickle
+
+    a, b = nn.Sequential(), nn.Sequential()
+    a.add_module("b", b)
+    b.add_module("a", a)  # a cycle: a bump must still end
+    before = a.state_version
+    b.training = False
+    assert a.state_version > before
+
+    shared = nn.Linear(2, 2)
+    model = nn.Sequential(nn.Sequential(shared), nn.Sequential(shared))
+    for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert twin[0][0] is twin[1][0]
+        versions = twin[0].state_version, twin[1].state_version, twin.state_version, model.state_version
+        twin[0][0].bias = None
+        assert twin[0].state_version > versions[0] and twin[1].state_version > versions[1]
+        assert twin.state_version > versions[2] and model.state_version == versions[3]
+    flat = copy.copy(model)  # a shallow copy holds the same submodules, in stores of its own
+    before = model.state_version, flat.state_version
+    flat.extra = nn.ReLU()
+    assert "extra" not in model._modules and model.state_version == before[0]
+    shared.bias = None
+    assert model.state_version > before[0] and flat.state_version > before[1]
+
+
+def test_local_state_and_settings():
+    bn = nn.BatchNorm1d(3, affine=False)
+    local = bn.local_state()
+    assert list(local) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    assert local["weight"] is None and local["running_mean"] is bn.running_mean
+    assert "running_var" in local and "eps" not in local and local.get("nope") is None
+    with pytest.raises(TypeError):
+        local["weight"] = None  # read-only
+    bn.register_buffer("extra", np.zeros(1))
+    assert "extra" in local  # a view: it follows the module
+    assert bn.settings() == {"training": True, "num_features": 3, "eps": 1e-5, "momentum": 0.1,
+                             "affine": False, "track_running_stats": True}
+    lazy = nn.LazyLinear(4)
+    assert nn.is_uninitialized(lazy.local_state()["weight"])
+    assert set(nn.Sequential(lazy).settings()) == {"training"}
 
 
 def test_copies_and_old_pickles_keep_counting_stores():

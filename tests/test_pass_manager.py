@@ -105,3 +105,40 @@ def test_compile_passes_print_after(capsys):
     for name in ("infer_shapes", "materialize_lazy", "dce"):
         assert f"// ----- IR after {name} -----" in err
     assert list(ctx.timings) == ["infer_shapes", "materialize_lazy", "dce"]
+
+
+def test_an_error_inside_a_pass_names_the_pass_and_keeps_its_class(scratch_passes):
+    from lazyfuse.errors import DTypeError, ShapeError
+
+    @register_pass("raise_shape")
+    def raise_shape(graph, ctx):
+        raise ShapeError("bad size")
+
+    @register_pass("raise_multiline")
+    def raise_multiline(graph, ctx):
+        raise DTypeError("bad dtype\n  IR:       %x")
+
+    @register_pass("raise_named")
+    def raise_named(graph, ctx):
+        raise ShapeError("already (in pass 'elsewhere')")
+
+    g = lf.trace(M.ConvLikeBN(), ("N", 3, "L"))
+    with pytest.raises(ShapeError) as info:
+        run_passes(g, ["raise_shape"])
+    assert type(info.value) is ShapeError and str(info.value) == "bad size (in pass 'raise_shape')"
+    assert str(info.value.__cause__) == "bad size"
+    with pytest.raises(DTypeError) as info:
+        run_passes(g, ["raise_multiline"])
+    assert str(info.value) == "bad dtype\n  IR:       %x\n  (in pass 'raise_multiline')"
+    with pytest.raises(ShapeError) as info:
+        run_passes(g, ["raise_named"])
+    assert str(info.value) == "already (in pass 'elsewhere')" and info.value.__cause__ is None
+
+
+def test_a_builtin_error_inside_a_pass_is_left_alone(scratch_passes):
+    @register_pass("raise_bug")
+    def raise_bug(graph, ctx):
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="^a bug$"):
+        run_passes(lf.trace(M.ConvLikeBN(), ("N", 3, "L")), ["raise_bug"])

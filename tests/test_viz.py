@@ -122,3 +122,32 @@ def test_docs_pictures_are_current() -> None:
         svg = ET.parse(docs / f"mlp_{stage}.svg").getroot()
         text = "".join(svg.itertext())
         assert "f32[N,256]" in text and (("fused_linear_bn_relu" in text) == (stage == "optimized"))
+
+
+def test_one_dot_walk_with_styles(mlp_optimized) -> None:
+    from lazyfuse.ir.dot import DotStyle
+    from lazyfuse.ir.dot import graph_to_dot as walk
+    from lazyfuse.viz.build_dot import VizStyle
+
+    g = mlp_optimized.graph
+    assert walk(g) == walk(g, DotStyle()) == g.to_dot()
+    assert walk(g, VizStyle(g, {}, None, True)) == graph_to_dot(g)
+
+    class Loud(DotStyle):
+        def label(self, node):
+            return node.name.upper()
+
+        def edge_label(self, src, dst, pos):
+            return None
+
+    dot = walk(g, Loud())
+    assert 'label="FC3"' in dot and "[label=" not in dot.split("->", 1)[1]
+
+
+def test_new_compute_ops_get_the_default_colour(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lazyfuse.ir import OPS, OpDef
+    from lazyfuse.viz.dot_style import category_of
+
+    monkeypatch.setitem(OPS, "my_gelu", OpDef("my_gelu", {}, 1, None, None))
+    assert category_of("my_gelu") == "other" and category_of("input") == category_of("output") == "io"
+    assert category_of("linear") == "linear" and category_of("param") == "other"

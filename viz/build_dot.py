@@ -4,7 +4,7 @@
 - edges carry the value type (``f32[N,256]``); lazy dims resolved by inference are marked ``256*``
   when the traced graph is given;
 - a fused node becomes a cluster around the original ops it replaced (reconstructed from its
-  pattern and ``modules`` attr; dashed edges inside are values that never reach memory);
+  op's ``parts`` and ``modules`` attr; dashed edges inside are values that never reach memory);
 - nodes are grouped in clusters by the parent module path (``layers`` for ``layers.0``);
 - colours by op kind, a legend, and every node's full IR line as its tooltip.
 """
@@ -12,9 +12,13 @@
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from lazyfuse.ir.dot import DotStyle, Drawn, quote
+from lazyfuse.ir.dot import graph_to_dot as ir_graph_to_dot
+from lazyfuse.ir.fused_ops import part_attrs, split_operands
 from lazyfuse.ir.graph import STATE_OPS, Graph, Node
 from lazyfuse.ir.ops import OPS
 from lazyfuse.ir.types import TensorType
@@ -22,13 +26,10 @@ from lazyfuse.ir.types import TensorType
 from .dot_style import CATEGORIES, FONT, FUSED, MONO, attr_summary, category_of
 from .marks import NO_MARKS, Marks, format_type, fused_parts, lazy_marks
 
-__all__ = ["graph_to_dot", "dot_quote"]
+__all__ = ["graph_to_dot", "dot_quote", "VizStyle"]
 
 
-def dot_quote(s: str) -> str:
-    """A DOT double-quoted string: backslashes, quotes and newlines escaped."""
-    s = s.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "").replace("\n", "\\n")
-    return f'"{s}"'
+dot_quote = quote  # the one DOT quoting, :func:`lazyfuse.ir.dot.quote`
 
 
 def _h(s: Any) -> str:
@@ -51,26 +52,14 @@ class _Box:
     marks: Marks = NO_MARKS
 
 
-@dataclass
-class _Cluster:
-    """A module-path cluster: its boxes/fused groups (as DOT lines) and child clusters."""
+class VizStyle(DotStyle):
+    """The styled picture as a :class:`lazyfuse.ir.dot.DotStyle` (the walk is :func:`ir_graph_to_dot`)."""
 
-    lines: list[str] = field(default_factory=list)
-    children: dict[str, _Cluster] = field(default_factory=dict)
-
-
-class _Builder:
     def __init__(self, graph: Graph, marks: dict[str, Marks], title: str | None, show_legend: bool) -> None:
         self.g = graph
         self.marks = marks
         self.title = title
         self.show_legend = show_legend
-        self.root = _Cluster()
-        self.ids: dict[Node, str] = {}
-        self.entry: dict[Node, list[str]] = {}  # per operand position: the box that receives it
-        self.exit: dict[Node, str] = {}
-        self.used: set[str] = set()
-        self.edges: list[str] = []
         self.any_marks = bool(marks)
         self.symbolic = bool(graph.symbols)
 
@@ -111,66 +100,42 @@ class _Builder:
         return (f'{box.id} [label={self._box_label(box)}, fillcolor="{st.fill}", color="{st.border}", '
                 f"tooltip={dot_quote(box.tooltip)}];")
 
-    # ---------------------------------------------------------------------------- placement
-    def _cluster_for(self, module: str | None) -> _Cluster:
-        c = self.root
-        if not module or "." not in module:
-            return c
-        for part in module.split(".")[:-1]:
-            c = c.children.setdefault(part, _Cluster())
-        return c
-
-    def _new_id(self, base: str) -> str:
-        i = len(self.used)
-        ident = f"n{i}"
-        self.used.add(ident)
-        return ident
-
     # ---------------------------------------------------------------------------- nodes
-    def add_node(self, node: Node) -> None:
+    def draw(self, node: Node, new_id: Callable[[], str]) -> Drawn | None:
         if node.op in STATE_OPS:
-            return
+            return None  # drawn as rows of the op that uses them
         if node.op == "input":
-            ident = self._new_id(node.name)
+            ident = new_id()
             label = (f'<<b>input</b> {_h("%" + node.name)}<br/><font point-size="10" face="{MONO}">'
                      f"{_h(self._type(node))}</font>>")
             st = CATEGORIES["io"]
-            self.root.lines.append(f'{ident} [label={label}, fillcolor="{st.fill}", color="{st.border}", '
-                                   f'shape=box, style="rounded,filled,bold", '
-                                   f"tooltip={dot_quote(f'%{node.name}: {node.type} (graph input)')}];")
-            self.exit[node] = ident
-            return
+            line = (f'{ident} [label={label}, fillcolor="{st.fill}", color="{st.border}", '
+                    f'shape=box, style="rounded,filled,bold", '
+                    f"tooltip={dot_quote(f'%{node.name}: {node.type} (graph input)')}];")
+            return Drawn([line], [], ident)
         if node.op == "output":
-            ident = self._new_id("output")
+            ident = new_id()
             st = CATEGORIES["io"]
-            self.root.lines.append(f'{ident} [label=<<b>return</b>>, fillcolor="{st.fill}", '
-                                   f'color="{st.border}", '
-                                   f'style="rounded,filled,bold", tooltip={dot_quote(node.format())}];')
-            self.entry[node] = [ident] * len(node.inputs)
-            return
+            line = (f'{ident} [label=<<b>return</b>>, fillcolor="{st.fill}", color="{st.border}", '
+                    f'style="rounded,filled,bold", tooltip={dot_quote(node.format())}];')
+            return Drawn([line], [ident] * len(node.inputs), None)
         parts = fused_parts(node)
         if parts is None:
-            self._add_plain(node)
-        else:
-            self._add_fused(node, parts)
+            return self._draw_plain(node, new_id)
+        return self._draw_fused(node, parts, new_id)
 
-    def _add_plain(self, node: Node) -> None:
-        box = _Box(self._new_id(node.name), node.op, node.attrs, node.module, node.module_type, node.name,
+    def _draw_plain(self, node: Node, new_id: Callable[[], str]) -> Drawn:
+        box = _Box(new_id(), node.op, node.attrs, node.module, node.module_type, node.name,
                    [i for i in node.inputs if i.op in STATE_OPS], node.format(),
                    self.marks.get(node.name, NO_MARKS))
-        self._cluster_for(node.module).lines.append(self._box_line(box))
-        self.entry[node] = [box.id] * len(node.inputs)
-        self.exit[node] = box.id
+        return Drawn([self._box_line(box)], [box.id] * len(node.inputs), box.id, _parent_path(node.module))
 
-    def _add_fused(self, node: Node, parts: tuple[str, ...]) -> None:
-        from lazyfuse.passes.patterns import part_attrs, split_operands
-
+    def _draw_fused(self, node: Node, parts: tuple[str, ...], new_id: Callable[[], str]) -> Drawn:
         modules = list(node.attrs.get("modules", ())) + [""] * len(parts)
         try:
             spans = split_operands(parts, node.attrs, len(node.inputs))
         except Exception:  # a malformed fused node: draw it as a plain box
-            self._add_plain(node)
-            return
+            return self._draw_plain(node, new_id)
         marks = self.marks.get(node.name, NO_MARKS)
         types = _part_types(parts, node, spans)
         classes = (node.module_type or "").split("+")
@@ -181,7 +146,7 @@ class _Builder:
         for k, (op, (a, b)) in enumerate(zip(parts, spans)):
             attrs = part_attrs(op, node.attrs)
             module = modules[k] or None
-            box = _Box(self._new_id(f"{node.name}_{k}"), op, attrs, module, classes[k] or None,
+            box = _Box(new_id(), op, attrs, module, classes[k] or None,
                        f"{node.name}[{k}]", [i for i in node.inputs[a:b] if i.op in STATE_OPS],
                        f"{op} inside fused %{node.name} (module {module or '-'})\n{node.format()}",
                        Marks(frozenset(), frozenset(k2 for k2 in marks.attrs if k2 in attrs)))
@@ -193,7 +158,7 @@ class _Builder:
             label = "" if t is None else f", label={dot_quote(' ' + format_type(t))}"
             lines.append(f'  {ids[k - 1]} -> {ids[k]} [style=dashed, color="{FUSED.border}"{label}];')
         # The fused op's name sits in a badge beside the first part, where no edge crosses it.
-        badge = self._new_id("badge")
+        badge = new_id()
         label = (f'<<b>{_h(node.op)}</b><br/><font face="{MONO}" point-size="10">{_h("%" + node.name)}</font>'
                  f'<br/><font point-size="9" color="{FUSED.border}">one kernel, {len(parts)} ops</font>>')
         lines.append(f"  {badge} [shape=plain, style=solid, label={label}, "
@@ -204,20 +169,30 @@ class _Builder:
                 f'  label=""; style="rounded,filled,bold"; fillcolor="{FUSED.fill}"; '
                 f'color="{FUSED.border}"; penwidth=1.6; tooltip={dot_quote(node.format())};']
         common = _common_module([m for m in modules[:len(parts)] if m])
-        self._cluster_for(common).lines += head + lines + ["}"]
-        self.entry[node] = entries
-        self.exit[node] = ids[-1]
+        return Drawn(head + lines + ["}"], entries, ids[-1], _parent_path(common))
 
-    # ---------------------------------------------------------------------------- edges / legend
-    def add_edges(self, node: Node) -> None:
-        targets = self.entry.get(node)
-        if targets is None:
-            return
-        for pos, src in enumerate(node.inputs):
-            if src.op in STATE_OPS or src not in self.exit:
-                continue
-            label = dot_quote(" " + self._type(src))
-            self.edges.append(f"{self.exit[src]} -> {targets[pos]} [label={label}];")
+    # ---------------------------------------------------------------------------- clusters / edges / legend
+    def cluster_name(self, path: tuple[str, ...], index: int) -> str:
+        return dot_quote("cluster_m_" + ".".join(path))
+
+    def cluster_attrs(self, path: tuple[str, ...]) -> str:
+        return (f'label={dot_quote(".".join(path))}; style="rounded,dashed"; color="#94a3b8"; '
+                f'fontcolor="#475569"; fontsize=10; fontname="{FONT}";')
+
+    def edge_label(self, src: Node, dst: Node, pos: int) -> str | None:
+        return " " + self._type(src)
+
+    def defaults(self, graph: Graph) -> list[str]:
+        return [f'graph [rankdir=TB, nodesep=0.35, ranksep=0.4, pad=0.25, fontname="{FONT}", '
+                f'fontsize=13, labelloc=t, labeljust=l, bgcolor="white"'
+                + (f", label={dot_quote(self.title)}" if self.title else "") + "];",
+                f'node [shape=box, style="rounded,filled", fontname="{FONT}", fontsize=11, penwidth=1.3, '
+                'margin="0.14,0.06"];',
+                f'edge [fontname="{MONO}", fontsize=9, color="#64748b", fontcolor="#334155", '
+                'arrowsize=0.7];']
+
+    def trailer(self, graph: Graph) -> list[str]:
+        return self.legend() if self.show_legend else []
 
     def legend(self) -> list[str]:
         plain = [n for n in self.g.nodes if n.op not in STATE_OPS and fused_parts(n) is None]
@@ -246,37 +221,12 @@ class _Builder:
         return [f'legend [shape=box, style="rounded,filled", fillcolor="#ffffff", color="#cbd5e1", '
                 f'fontsize=10, label={table}, tooltip="legend"];']
 
-    # ---------------------------------------------------------------------------- assembly
-    def _emit(self, c: _Cluster, path: list[str], indent: str, out: list[str]) -> None:
-        out += [indent + line for line in c.lines]
-        for name, child in c.children.items():
-            sub = path + [name]
-            out.append(f"{indent}subgraph {dot_quote('cluster_m_' + '.'.join(sub))} {{")
-            out.append(f'{indent}  label={dot_quote(".".join(sub))}; style="rounded,dashed"; '
-                       'color="#94a3b8"; '
-                       f'fontcolor="#475569"; fontsize=10; fontname="{FONT}";')
-            self._emit(child, sub, indent + "  ", out)
-            out.append(indent + "}")
 
-    def build(self) -> str:
-        for n in self.g.nodes:
-            self.add_node(n)
-        for n in self.g.nodes:
-            self.add_edges(n)
-        out = [f"digraph {dot_quote(self.g.name)} {{",
-               f'  graph [rankdir=TB, nodesep=0.35, ranksep=0.4, pad=0.25, fontname="{FONT}", '
-               f'fontsize=13, labelloc=t, labeljust=l, bgcolor="white"'
-               + (f", label={dot_quote(self.title)}" if self.title else "") + "];",
-               f'  node [shape=box, style="rounded,filled", fontname="{FONT}", fontsize=11, penwidth=1.3, '
-               'margin="0.14,0.06"];',
-               f'  edge [fontname="{MONO}", fontsize=9, color="#64748b", fontcolor="#334155", '
-               'arrowsize=0.7];']
-        self._emit(self.root, [], "  ", out)
-        out += ["  " + e for e in self.edges]
-        if self.show_legend:
-            out += ["  " + line for line in self.legend()]
-        out.append("}")
-        return "\n".join(out) + "\n"
+def _parent_path(module: str | None) -> tuple[str, ...]:
+    """The nested cluster a box of ``module`` sits in: its parent path (``layers`` for ``layers.0``)."""
+    if not module or "." not in module:
+        return ()
+    return tuple(module.split(".")[:-1])
 
 
 def _common_module(modules: list[str]) -> str | None:
@@ -294,8 +244,6 @@ def _common_module(modules: list[str]) -> str | None:
 
 def _part_types(parts: tuple[str, ...], node: Node, spans: list[tuple[int, int]]) -> list[TensorType | None]:
     """The value type after each part of a fused node (``None`` where a rule cannot say)."""
-    from lazyfuse.passes.patterns import part_attrs
-
     out: list[TensorType | None] = []
     prev: TensorType | None = None
     for k, (op, (a, b)) in enumerate(zip(parts, spans)):
@@ -316,4 +264,4 @@ def graph_to_dot(graph: Graph, traced: Graph | None = None, title: str | None = 
                  legend: bool = True) -> str:
     """DOT text for ``graph``; with ``traced`` (the graph as traced), resolved lazy dims get a ``*``."""
     marks = lazy_marks(traced, graph) if traced is not None else {}
-    return _Builder(graph, marks, title, legend).build()
+    return ir_graph_to_dot(graph, VizStyle(graph, marks, title, legend))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lazyfuse.ir.graph import STATE_OPS
+from lazyfuse.ir.ops import OPS
 from lazyfuse.ir.printer import format_value
 from lazyfuse.ir.types import UNKNOWN
 
@@ -34,15 +36,23 @@ CATEGORIES: dict[str, Style] = {
 }
 FUSED = Style("#fff1f2", "#e11d48", "fused kernel (one loop nest)")
 
+# Compute ops with a colour of their own; any other op is coloured by its kind in the op table.
 _OP_CATEGORY = {
-    "input": "io", "output": "io", "linear": "linear", "batch_norm": "norm", "relu": "activation",
+    "linear": "linear", "batch_norm": "norm", "relu": "activation",
     "flatten": "shape", "reshape": "shape", "add": "elementwise",
 }
+_KIND_CATEGORY = {"source": "io", "output": "io"}
 
 
 def category_of(op: str) -> str:
-    """The colour category of an op name (``"other"`` for ops this table does not know)."""
-    return _OP_CATEGORY.get(op, "other")
+    """The colour category of an op: by name for the ops above, else by its ``OPS`` kind (the graph
+    input and output: ``"io"``; params, buffers and any other op, a new compute op too: ``"other"``)."""
+    if op in _OP_CATEGORY:
+        return _OP_CATEGORY[op]
+    if op in STATE_OPS:  # params and buffers are rows of the box that uses them, not graph inputs
+        return "other"
+    opdef = OPS.get(op)
+    return "other" if opdef is None else _KIND_CATEGORY.get(opdef.kind, "other")
 
 
 def _v(attrs: dict[str, Any], key: str, marked: frozenset[str]) -> str:

@@ -2,7 +2,7 @@
 
 :func:`lazy_marks` compares a later graph (inferred or optimized) with the traced one and returns,
 per node name, the shape positions and attribute names that were ``?`` when traced.  A fused node
-is matched to the traced nodes it replaced through its ``modules`` attr and its pattern's ops.
+is matched to the traced nodes it replaced through its ``modules`` attr and its op's ``parts``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lazyfuse.ir.graph import Graph, Node
+from lazyfuse.ir.ops import OPS
+from lazyfuse.ir.printer import Annotator, format_type
 from lazyfuse.ir.types import UNKNOWN, TensorType
 
-__all__ = ["Marks", "lazy_marks", "fused_parts", "format_type"]
+__all__ = ["Marks", "MarkAnnotator", "lazy_marks", "fused_parts", "format_type"]
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,8 @@ NO_MARKS = Marks()
 
 def fused_parts(node: Node) -> tuple[str, ...] | None:
     """The original ops of a fused node (``("linear", "batch_norm", "relu")``), else ``None``."""
-    from lazyfuse.passes.patterns import PATTERNS
-
-    for pattern in PATTERNS:
-        if pattern.fused_op == node.op:
-            return pattern.ops
-    return None
+    opdef = OPS.get(node.op)
+    return tuple(opdef.parts) if opdef is not None and opdef.parts else None
 
 
 def _counterparts(node: Node, traced: Graph) -> list[Node]:
@@ -80,9 +78,14 @@ def lazy_marks(traced: Graph, graph: Graph) -> dict[str, Marks]:
     return out
 
 
-def format_type(t: TensorType | None, dims: frozenset[int] | set[int] = frozenset(), star: str = "*") -> str:
-    """``f32[N,256*]``: the type with a ``*`` after each dim index in ``dims``."""
-    if t is None:
-        return "<none>"
-    body = ",".join(f"{d}{star if i in dims else ''}" for i, d in enumerate(t.shape))
-    return f"{t.dtype.short}[{body}]"
+class MarkAnnotator(Annotator):
+    """The printer hook (:class:`lazyfuse.ir.printer.Annotator`) that puts ``*`` on ``marks``."""
+
+    def __init__(self, marks: dict[str, Marks]) -> None:
+        self.marks = marks
+
+    def dims(self, node: Node) -> frozenset[int]:
+        return self.marks.get(node.name, NO_MARKS).dims
+
+    def attrs(self, node: Node) -> frozenset[str]:
+        return self.marks.get(node.name, NO_MARKS).attrs

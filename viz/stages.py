@@ -17,19 +17,20 @@ from lazyfuse.ir.graph import Graph
 __all__ = ["STAGES", "StageResult", "stage_passes", "build_stage"]
 
 STAGES = ("traced", "inferred", "optimized")
-INFER_PASSES = ("infer_shapes", "materialize_lazy")
 
 
 def stage_passes(stage: str, backend: str = "cpu") -> list[str]:
     """The passes run after tracing to reach ``stage``."""
     if stage == "traced":
         return []
+    from lazyfuse.api import INFER_PASSES, pipeline
+
     if stage == "inferred":
         return list(INFER_PASSES)
     if stage == "optimized":
         from lazyfuse.backends import get_backend
 
-        return list(get_backend(backend).pipeline)
+        return pipeline(get_backend(backend))
     raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
 
 

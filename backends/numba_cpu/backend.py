@@ -136,7 +136,7 @@ class NumbaCPUBackend:
     """``lazyfuse.compile(model, spec, backend="cpu")``: the whole graph as one Numba call."""
 
     name = "cpu"
-    pipeline = ["infer_shapes", "materialize_lazy", "dce", "fuse"]
+    pipeline = ["dce", "fuse"]  # after the API's inference stage (see lazyfuse.api.pipeline)
 
     def build(self, graph: Graph) -> NumbaCPUExecutable:
         return NumbaCPUExecutable(graph)

@@ -23,7 +23,7 @@ class Journal:
     """Saved values keyed by object id (and entry name); the records hold the objects, so their
     ids stay unique while the journal is open."""
 
-    __slots__ = ("arrays", "items", "orders", "classes", "members", "others")
+    __slots__ = ("arrays", "items", "orders", "classes", "members", "others", "modules")
 
     def __init__(self) -> None:
         self.arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -32,6 +32,8 @@ class Journal:
         self.classes: dict[int, tuple[Any, type]] = {}
         self.members: dict[tuple[int, Any], tuple[set, Any, bool]] = {}
         self.others: dict[Any, Callable[[], None]] = {}
+        # The modules whose held state a restore changes: their state versions move on undo.
+        self.modules: dict[int, Any] = {}
 
     def undo(self) -> None:
         """Put every saved entry back as it was before the call."""
@@ -51,10 +53,11 @@ class Journal:
             (names.add if was_in else names.discard)(name)
         for restore in self.others.values():
             restore()
-        if self.items or self.classes or self.members:
-            from .module import STATE_VERSION  # module.py imports this file
+        if self.modules:
+            from .ownership import bump  # ownership.py imports this file
 
-            STATE_VERSION.bump()  # the raw dict writes above did not count themselves
+            for module in self.modules.values():
+                bump(module)  # the raw writes above did not count themselves
 
 
 def _restore_order(mapping: dict, order: tuple) -> None:
@@ -100,21 +103,30 @@ def save_array(array: Any) -> None:
         journal.arrays[id(array)] = (array, array.copy())
 
 
-def save_item(mapping: dict, key: Any) -> None:
-    """Before ``mapping[key]`` is set or deleted (a member store or a module's ``__dict__``)."""
+def _touch(journal: Journal, owner: Any) -> None:
+    if owner is not None:
+        journal.modules.setdefault(id(owner), owner)
+
+
+def save_item(mapping: dict, key: Any, owner: Any = None) -> None:
+    """Before ``mapping[key]`` is set or deleted (a member store or a module's ``__dict__``);
+    ``owner`` is the module whose held state that changes (if any)."""
     journal = _ACTIVE.get()
-    if journal is None or (id(mapping), key) in journal.items:
+    if journal is None:
+        return
+    _touch(journal, owner)
+    if (id(mapping), key) in journal.items:
         return
     journal.items[(id(mapping), key)] = (mapping, key, mapping.get(key, MISSING))
     if id(mapping) not in journal.orders:
         journal.orders[id(mapping)] = (mapping, tuple(mapping))
 
 
-def save_items(mapping: dict) -> None:
+def save_items(mapping: dict, owner: Any = None) -> None:
     """Before a write that may touch every entry (``clear``, ``popitem``)."""
     if _ACTIVE.get() is not None:
         for key in list(mapping):
-            save_item(mapping, key)
+            save_item(mapping, key, owner)
 
 
 def save_class(obj: Any) -> None:
@@ -122,12 +134,16 @@ def save_class(obj: Any) -> None:
     journal = _ACTIVE.get()
     if journal is not None and id(obj) not in journal.classes:
         journal.classes[id(obj)] = (obj, type(obj))
+        _touch(journal, obj)
 
 
-def save_member(names: set, name: Any) -> None:
-    """Before ``name`` is added to or discarded from the set ``names``."""
+def save_member(names: set, name: Any, owner: Any = None) -> None:
+    """Before ``name`` is added to or discarded from the set ``names`` (held by module ``owner``)."""
     journal = _ACTIVE.get()
-    if journal is not None and (id(names), name) not in journal.members:
+    if journal is None:
+        return
+    _touch(journal, owner)
+    if (id(names), name) not in journal.members:
         journal.members[(id(names), name)] = (names, name, name in names)
 
 

@@ -130,6 +130,9 @@ class BatchNorm1d(Module):
             F.check_batch_size(x, where)
         return x, state, eps, momentum
 
+    def _array_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: (self.num_features,) for name in _STAT_NAMES} | {"num_batches_tracked": ()}
+
     def _check_shapes(self, state: dict[str, Any], where: str) -> None:
         for name, value in state.items():
             if value is not None and value.shape != (self.num_features,):
@@ -199,7 +202,9 @@ class LazyBatchNorm1d(LazyModuleMixin, BatchNorm1d):
     """
 
     cls_to_become = BatchNorm1d
-    lazy_dims = ("num_features",)
+    # With affine=False and track_running_stats=False there is no array to read it from: then
+    # static materialization takes it from the op's inferred attribute.
+    lazy_dims = {"num_features": dict.fromkeys(_STAT_NAMES, 0)}
 
     def __init__(
         self,
@@ -240,10 +245,6 @@ class LazyBatchNorm1d(LazyModuleMixin, BatchNorm1d):
                 f"{tuple(x.shape)} (dim 1 is 0)"
             )
         return {"num_features": int(x.shape[1])}
-
-    def _shapes_for(self, dims: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
-        c = dims["num_features"]
-        return {name: (c,) for name in _STAT_NAMES if getattr(self, name) is not None}
 
     def _allocate(self, dims: Mapping[str, int], init_values: bool) -> None:
         c = dims["num_features"]

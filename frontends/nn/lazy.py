@@ -17,18 +17,27 @@ import numpy as np
 from lazyfuse.errors import ConfigError
 
 from .module import describe
+from .parameter import is_uninitialized
+
+LazyDims = Mapping[str, Mapping[str, int]]
 
 
 class LazyModuleMixin:
     """Mixin placed before the concrete class: ``class LazyLinear(LazyModuleMixin, Linear)``.
 
-    Subclasses define ``cls_to_become``, ``lazy_dims`` (the size attribute names),
-    ``_dims_from_input(*args)`` (validate the first input completely, return the dims),
-    ``_allocate(dims, init)``, ``_shapes_for(dims)`` and ``_dims_from_state(sources)``.
+    Subclasses define ``cls_to_become``, ``lazy_dims``, ``_dims_from_input(*args)`` (validate
+    the first input completely, return the dims), ``_allocate(dims, init)`` and
+    ``_dims_from_state(sources)``; the concrete class defines ``_array_shapes()`` (each array's
+    shape from its settings; it comes after the mixin in the MRO, so the mixin cannot declare it).
+
+    ``lazy_dims`` is the one declaration of where each lazy size lives: size attribute -> {array
+    name: the axis of that array it is}, e.g. ``{"in_features": {"weight": 1}}``.  The tracer's
+    placeholder types, static materialization and ``load_state_dict`` all read it (through
+    :meth:`placeholder_shapes` and :meth:`dims_from_shapes`).
     """
 
     cls_to_become: type | None = None
-    lazy_dims: tuple[str, ...] = ()
+    lazy_dims: LazyDims = {}
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         # Everything is validated before anything is allocated, so a failing first call leaves the
@@ -57,14 +66,33 @@ class LazyModuleMixin:
         self._allocate(dims, init)
         self.__class__ = self.cls_to_become
 
+    def placeholder_shapes(self, dims: Mapping[str, int | None] | None = None) -> dict[str, tuple]:
+        """The shape of each uninitialized array once the lazy sizes are ``dims``; a size not given
+        (all of them by default) is ``None`` in the shapes."""
+        dims = dims or {}
+        shapes = self._array_shapes()
+        out: dict[str, tuple] = {}
+        for name, value in self.local_state().items():
+            if not is_uninitialized(value) or name not in shapes:
+                continue
+            shape = list(shapes[name])
+            for dim, axes in self.lazy_dims.items():
+                if name in axes:
+                    shape[axes[name]] = dims.get(dim)
+            out[name] = tuple(shape)
+        return out
+
+    def dims_from_shapes(self, name: str, shape: tuple) -> dict[str, object]:
+        """The lazy sizes array ``name`` of shape ``shape`` determines (the entries of ``shape``,
+        which may be ``None`` or symbolic; ``None`` where ``shape`` is too short)."""
+        return {dim: (shape[axes[name]] if axes[name] < len(shape) else None)
+                for dim, axes in self.lazy_dims.items() if name in axes}
+
     # subclass hooks -------------------------------------------------------------------------
     def _dims_from_input(self, *args: Any, **kwargs: Any) -> dict[str, int]:
         raise NotImplementedError
 
     def _allocate(self, dims: Mapping[str, int], init: bool) -> None:
-        raise NotImplementedError
-
-    def _shapes_for(self, dims: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
         raise NotImplementedError
 
     def _dims_from_state(

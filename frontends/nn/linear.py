@@ -68,6 +68,9 @@ class Linear(Module):
             )
         return x
 
+    def _array_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.out_features, self.in_features), "bias": (self.out_features,)}
+
     def _check_shapes(self, weight: np.ndarray, bias: np.ndarray | None, where: str) -> None:
         want = (self.out_features, self.in_features)
         if weight.shape != want:
@@ -114,7 +117,7 @@ class LazyLinear(LazyModuleMixin, Linear):
     """
 
     cls_to_become = Linear
-    lazy_dims = ("in_features",)
+    lazy_dims = {"in_features": {"weight": 1}}
 
     def __init__(self, out_features: int, bias: bool = True, dtype: Any = None) -> None:
         Module.__init__(self)
@@ -140,12 +143,6 @@ class LazyLinear(LazyModuleMixin, Linear):
                 " (last dimension is 0)"
             )
         return {"in_features": int(x.shape[-1])}
-
-    def _shapes_for(self, dims: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
-        shapes = {"weight": (self.out_features, dims["in_features"])}
-        if self.bias is not None:
-            shapes["bias"] = (self.out_features,)
-        return shapes
 
     def _allocate(self, dims: Mapping[str, int], init_values: bool) -> None:
         k = dims["in_features"]

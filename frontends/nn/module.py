@@ -1,12 +1,15 @@
-"""``Module``: the PyTorch-style base class (registration, traversal, state_dict, train/eval, repr)."""
+"""``Module``: the PyTorch-style base class (registration, traversal, state_dict, train/eval, repr).
+
+Its change counting lives in :mod:`._members` (the member stores) and :mod:`.ownership` (owners,
+versions and module paths); the public state interface is ``state_version``, ``local_state()``
+and ``settings()``.
+"""
 
 from __future__ import annotations
 
 import contextvars
-import threading
-import weakref
 from collections import OrderedDict, namedtuple
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import CodeType
 from typing import Any
 
@@ -15,7 +18,13 @@ import numpy as np
 from lazyfuse.errors import ConfigError, InputError, LazyFuseError
 
 from . import _undo
+from ._members import StateView, _MemberDict, bound_store
+from .ownership import adopt, bump, describe, hold, module_path, new_owners, new_version
 from .parameter import Parameter, UninitializedParameter, _Uninitialized, is_uninitialized
+
+# ``_MemberDict`` stays importable from here (tests check the stores' type).
+__all__ = ["Module", "CALL_INTERCEPTOR", "IncompatibleKeys", "describe", "module_path",
+           "raised_binding_arguments"]
 
 # The tracer sets this to a callable ``(module, args, kwargs) -> result``; ``Module.__call__`` then
 # hands the call to it instead of running ``forward``.
@@ -26,107 +35,6 @@ CALL_INTERCEPTOR: contextvars.ContextVar[Callable | None] = contextvars.ContextV
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-class _StateVersion:
-    """Counts changes to what modules hold: parameters, buffers, submodules and plain attributes
-    such as ``training``.  A compiled model reuses the arrays and flags it fetched for its last call
-    while the count is unchanged (writes *into* those arrays need no count: they are shared)."""
-
-    def __init__(self) -> None:
-        self.value = 0
-        self._lock = threading.Lock()
-
-    def bump(self) -> None:
-        with self._lock:  # no lost counts: a stale snapshot must never match a later value
-            self.value += 1
-
-
-STATE_VERSION = _StateVersion()
-
-
-class _MemberDict(dict):
-    """A module's ``_parameters`` / ``_buffers`` / ``_modules``: a dict that counts every change in
-    :data:`STATE_VERSION`, direct writes such as ``module._parameters[name] = p`` included (and
-    lets a failing eager call undo them)."""
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        _undo.save_item(self, key)
-        super().__setitem__(key, value)
-        STATE_VERSION.bump()
-
-    def __delitem__(self, key: str) -> None:
-        _undo.save_item(self, key)
-        super().__delitem__(key)
-        STATE_VERSION.bump()
-
-    def pop(self, *args: Any) -> Any:
-        if args:
-            _undo.save_item(self, args[0])
-        try:
-            return super().pop(*args)
-        finally:
-            STATE_VERSION.bump()
-
-    def popitem(self) -> tuple[str, Any]:
-        _undo.save_items(self)
-        try:
-            return super().popitem()
-        finally:
-            STATE_VERSION.bump()
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        _undo.save_item(self, key)
-        try:
-            return super().setdefault(key, default)
-        finally:
-            STATE_VERSION.bump()
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        items = dict(*args, **kwargs)  # once: the arguments may be an iterator
-        for key in items:
-            _undo.save_item(self, key)
-        try:
-            super().update(items)
-        finally:
-            STATE_VERSION.bump()
-
-    def __ior__(self, other: Any) -> _MemberDict:
-        self.update(other)
-        return self
-
-    def clear(self) -> None:
-        _undo.save_items(self)
-        super().clear()
-        STATE_VERSION.bump()
-
-
-def module_path(module: Module) -> str:
-    """Dotted path of ``module`` from its root (``"layers.2"``); ``""`` for a root module.
-
-    Modules learn their parent when they are registered (PyTorch modules do not know it).  A module
-    registered in several live places reports the first owner that still holds it, so temporary
-    containers such as ``seq[1:]`` do not change the paths in the original model.
-    """
-    parts: list[str] = []
-    seen: set[int] = set()
-    m: Module | None = module
-    while m is not None and id(m) not in seen:
-        seen.add(id(m))
-        parent_ref = m.__dict__.get("_parent")
-        parent = parent_ref() if parent_ref is not None else None
-        if parent is None or parent._modules.get(m._name) is not m:
-            break
-        parts.append(m._name)
-        m = parent
-    return ".".join(reversed(parts))
-
-
-def describe(module: Module) -> str:
-    """How error messages name a module: ``module 'fc1' (Linear)``, or ``module Linear`` for a root."""
-    path = module_path(module)
-    cls = type(module).__name__
-    return f"module '{path}' ({cls})" if path else f"module {cls}"
 
 
 def _check_float_dtype(dtype: Any, where: str) -> np.dtype:
@@ -154,12 +62,35 @@ class Module:
     def __init__(self) -> None:
         d = self.__dict__
         d["training"] = True
-        d["_parameters"] = _MemberDict()
-        d["_buffers"] = _MemberDict()
+        d["_version"] = new_version()
+        d.setdefault("_owners", new_owners())
+        d["_parameters"] = _MemberDict(self)
+        d["_buffers"] = _MemberDict(self)
         d["_non_persistent_buffers"] = set()
-        d["_modules"] = _MemberDict()
+        d["_modules"] = _MemberDict(self, holds_modules=True)
         d["_parent"] = None
         d["_name"] = None
+
+    # ------------------------------------------------------------------ state interface
+    @property
+    def state_version(self) -> int:
+        """This module's change counter: it moves whenever this module or any module below it
+        changes what it holds (parameters, buffers, submodules, plain attributes, its class).
+        Writes *into* the arrays do not count."""
+        return self.__dict__["_version"]
+
+    def local_state(self) -> Mapping[str, Any]:
+        """A read-only view of this module's own parameters and buffers by name (values may be
+        ``None`` or uninitialized placeholders)."""
+        return StateView(self._parameters, self._buffers)
+
+    def settings(self) -> dict[str, Any]:
+        """This module's plain public attributes (``training``, ``eps``, ...): no parameters,
+        buffers, submodules or ``_``-prefixed names."""
+        d = self.__dict__
+        members = (d.get("_parameters", {}), d.get("_buffers", {}), d.get("_modules", {}))
+        return {k: v for k, v in d.items()
+                if not k.startswith("_") and not any(k in store for store in members)}
 
     # ------------------------------------------------------------------ calling
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -185,18 +116,6 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"call Module.__init__() in {type(self).__name__}.__init__ first")
 
-    def _adopt(self, name: str, module: Module) -> None:
-        # The first live owner that still holds the module keeps it, so that slicing a Sequential
-        # (which re-registers the children in a temporary container) does not change their paths.
-        ref = module.__dict__.get("_parent")
-        owner = ref() if ref is not None else None
-        if owner is not None and owner is not self and owner._modules.get(module._name) is module:
-            return
-        _undo.save_item(module.__dict__, "_parent")
-        _undo.save_item(module.__dict__, "_name")
-        module.__dict__["_parent"] = weakref.ref(self)
-        module.__dict__["_name"] = name
-
     def register_parameter(self, name: str, param: Parameter | _Uninitialized | None) -> None:
         """Register ``param`` (a :class:`Parameter`, placeholder or ``None``) under ``name``."""
         self._register_member("parameter", "_parameters", name, param, Parameter,
@@ -207,7 +126,7 @@ class Module:
     ) -> None:
         """Register an array (or ``None``) as buffer ``name``; persistent buffers go in the state_dict."""
         self._register_member("buffer", "_buffers", name, tensor, np.ndarray, "np.ndarray")
-        _undo.save_member(self._non_persistent_buffers, name)
+        _undo.save_member(self._non_persistent_buffers, name, self)
         if persistent:
             self._non_persistent_buffers.discard(name)
         else:
@@ -252,7 +171,7 @@ class Module:
             raise ConfigError(f"{type(module).__name__} is not a lazyfuse.nn.Module subclass")
         self._forget(name, self._modules)
         if module is not None:
-            self._adopt(name, module)
+            adopt(self, name, module)
         self._modules[name] = module
 
     add_module = register_module
@@ -263,9 +182,9 @@ class Module:
             if store is not keep:
                 store.pop(name, None)
         if keep is not self._buffers:
-            _undo.save_member(self._non_persistent_buffers, name)
+            _undo.save_member(self._non_persistent_buffers, name, self)
             self._non_persistent_buffers.discard(name)
-        _undo.save_item(self.__dict__, name)
+        _undo.save_item(self.__dict__, name, self)
         self.__dict__.pop(name, None)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -284,9 +203,9 @@ class Module:
             if name == "__class__":
                 _undo.save_class(self)
             else:
-                _undo.save_item(d, name)
+                _undo.save_item(d, name, self)
             object.__setattr__(self, name, value)
-            STATE_VERSION.bump()  # say ``training``; the member stores count their own changes
+            bump(self)  # say ``training``; the member stores count their own changes
 
     def __getattr__(self, name: str) -> Any:
         d = self.__dict__
@@ -299,12 +218,12 @@ class Module:
         for store in (self._parameters, self._buffers, self._modules):
             if name in store:
                 del store[name]
-                _undo.save_member(self._non_persistent_buffers, name)
+                _undo.save_member(self._non_persistent_buffers, name, self)
                 self._non_persistent_buffers.discard(name)
                 return
-        _undo.save_item(self.__dict__, name)
+        _undo.save_item(self.__dict__, name, self)
         object.__delattr__(self, name)
-        STATE_VERSION.bump()
+        bump(self)
 
     def __dir__(self) -> list[str]:
         return sorted(
@@ -314,18 +233,24 @@ class Module:
     # ------------------------------------------------------------------ pickling / deepcopy
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_parent"] = None  # a weakref; re-bound by the parent's __setstate__
+        # Weak links, re-made by the owners' __setstate__ (a copy has no owners of its own yet).
+        state["_parent"] = None
+        state["_owners"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        d = self.__dict__
+        owners = d.get("_owners")  # set when an existing module is given a state again
+        d.update(state)
+        d["_owners"] = owners if owners is not None else new_owners()
         for store in ("_parameters", "_buffers", "_modules"):
-            if type(self.__dict__.get(store)) is dict:  # pickled before the stores counted changes
-                self.__dict__[store] = _MemberDict(self.__dict__[store])
-        STATE_VERSION.bump()
+            if d.get(store) is not None:
+                d[store] = bound_store(self, d[store], holds_modules=store == "_modules")
+        bump(self)
         for name, child in self._modules.items():
             if child is not None:
-                self._adopt(name, child)
+                adopt(self, name, child)
+                hold(self, child)
         for store in (self._parameters, self._buffers):
             for name, value in store.items():
                 if isinstance(value, _Uninitialized):

@@ -74,7 +74,7 @@ def load_state_dict(root: Module, state_dict: Mapping[str, Any], strict: bool = 
             except StateDictError as exc:
                 errors.append(str(exc))
                 continue
-        shapes = mod._shapes_for(dims) if dims is not None else {}
+        shapes = mod.placeholder_shapes(dims) if dims is not None else {}
         if dims is not None:
             uncovered = [pre + n for n in lazy_targets if sources.get(n) is None]
             if uncovered:

@@ -1,0 +1,55 @@
+"""``CallCache``: what one compiled call found out about the model, reused while nothing changed.
+
+A compiled call reads the model's arrays and ``training`` flags, checks them, and runs.  While the
+model's ``state_version`` is unchanged all of that holds again, so the next call reuses it; when the
+inputs also look like the last call's (same shapes, strides, dtypes), the call goes straight to the
+backend's call bound to this state (``bound``), skipping the input checks too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+InputSignature = tuple[tuple[tuple[int, ...], tuple[int, ...], np.dtype], ...]
+
+
+def input_signature(arrays: Sequence[np.ndarray]) -> InputSignature:
+    """Shape, strides and dtype of each input: equal signatures take the same compiled code."""
+    return tuple((a.shape, a.strides, a.dtype) for a in arrays)
+
+
+@dataclass
+class CallCache:
+    """The model state one compiled call used, valid while ``model.state_version == version``.
+
+    ``state`` maps each param/buffer target to its array, ``training`` each module path the graph
+    follows to its flag, ``updated`` holds the buffers a call in this mode updates in place.
+    ``signature`` is the last checked call's inputs; ``bound`` the backend call with state and flags
+    fixed for such inputs, made on the second call in a row with that signature (calls whose shapes
+    keep changing never pay for binding).
+    """
+
+    version: int
+    state: dict[str, np.ndarray]
+    training: dict[str | None, bool]
+    updated: tuple[np.ndarray, ...]
+    signature: InputSignature | None = None
+    bound: Callable[[Sequence[np.ndarray]], Any] | None = None
+
+    def replays(self, arrays: Sequence[Any]) -> bool:
+        """Whether ``arrays`` can go straight to ``bound``: plain ndarrays like the last call's
+        inputs, and the buffers this call updates are still writable (a flag changes in place)."""
+        sig = self.signature
+        if self.bound is None or sig is None or len(arrays) != len(sig):
+            return False
+        for a, (shape, strides, dtype) in zip(arrays, sig):
+            if type(a) is not np.ndarray or a.shape != shape or a.strides != strides or a.dtype is not dtype:
+                return False
+        return all(b.flags.writeable for b in self.updated)
+
+    def has_read_only_state(self) -> bool:
+        return any(a is not None and not a.flags.writeable for a in self.state.values())

@@ -1,0 +1,90 @@
+"""User mistakes at every public entry point raise lazyfuse errors, never a bare builtin exception.
+
+Each entry point is called with a set of wrong arguments; whatever it raises must be a
+``LazyFuseError`` (which also derives from the ValueError/TypeError a Python user expects).  A call
+that accepts a value is fine too: the test is about what escapes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import lazyfuse as lf
+from lazyfuse import nn
+from lazyfuse.errors import LazyFuseError
+
+BAD_VALUES: list[Any] = [None, 0, -1, 2.5, True, "x", "", b"x", [], (), {}, [["N"]], ("N", None), (0,),
+                         ("N", 784.0), object(), np.zeros(3, np.int64), np.float32(1.0), float("nan")]
+
+
+def _tiny_model() -> nn.Module:
+    lf.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 3), nn.LazyBatchNorm1d(), nn.ReLU())
+
+
+def _compiled() -> Any:
+    return lf.compile(_tiny_model(), lf.TensorSpec(("N", 4)), backend="reference")
+
+
+GRAPH_TEXT = str(lf.trace(_tiny_model(), lf.TensorSpec(("N", 4))))
+
+ENTRY_POINTS: dict[str, Callable[[Any], Any]] = {
+    "TensorSpec(shape)": lambda v: lf.TensorSpec(v),
+    "TensorSpec(dtype)": lambda v: lf.TensorSpec(("N", 4), dtype=v),
+    "trace(model)": lambda v: lf.trace(v, lf.TensorSpec(("N", 4))),
+    "trace(spec)": lambda v: lf.trace(_tiny_model(), v),
+    "infer_shapes(graph)": lambda v: lf.infer_shapes(v),
+    "compile(model)": lambda v: lf.compile(v, lf.TensorSpec(("N", 4)), backend="reference"),
+    "compile(spec)": lambda v: lf.compile(_tiny_model(), v, backend="reference"),
+    "compile(backend)": lambda v: lf.compile(_tiny_model(), lf.TensorSpec(("N", 4)), backend=v),
+    "summary(spec)": lambda v: lf.summary(_tiny_model(), v),
+    "CompiledModule(input)": lambda v: _compiled()(v),
+    "Graph.parse": lambda v: lf.Graph.parse(v),
+    "Graph.parse(edited)": lambda v: lf.Graph.parse(GRAPH_TEXT.replace("linear", str(v), 1)),
+    "Graph.from_json": lambda v: lf.Graph.from_json(v),
+    "manual_seed": lambda v: lf.manual_seed(v),
+    "Linear(in_features)": lambda v: nn.Linear(v, 3),
+    "Linear(dtype)": lambda v: nn.Linear(4, 3, dtype=v),
+    "LazyLinear(out_features)": lambda v: nn.LazyLinear(v),
+    "BatchNorm1d(num_features)": lambda v: nn.BatchNorm1d(v),
+    "BatchNorm1d(eps)": lambda v: nn.BatchNorm1d(4, eps=v),
+    "BatchNorm1d(momentum)": lambda v: nn.BatchNorm1d(4, momentum=v),
+    "Flatten(start_dim)": lambda v: nn.Flatten(v),
+    "Module.__call__": lambda v: _tiny_model()(v),
+    "Module.train(mode)": lambda v: _tiny_model().train(v),
+    "Module.to(dtype)": lambda v: _tiny_model().to(v),
+    "Module.load_state_dict": lambda v: _tiny_model().load_state_dict(v),
+    "Module.get_submodule": lambda v: _tiny_model().get_submodule(v) if isinstance(v, str) else None,
+    "functional.linear": lambda v: nn.functional.linear(v, np.ones((3, 4), np.float32)),
+    "functional.relu": lambda v: nn.functional.relu(v),
+    "functional.flatten": lambda v: nn.functional.flatten(np.ones((2, 3), np.float32), v),
+    "functional.batch_norm": lambda v: nn.functional.batch_norm(np.ones((2, 3), np.float32), v, v,
+                                                                training=True),
+}
+
+
+@pytest.mark.parametrize(("entry", "value"), list(itertools.product(ENTRY_POINTS, range(len(BAD_VALUES)))),
+                         ids=lambda x: x if isinstance(x, str) else repr(BAD_VALUES[x])[:20])
+def test_bad_arguments_raise_lazyfuse_errors(entry: str, value: int) -> None:
+    bad = BAD_VALUES[value]
+    try:
+        ENTRY_POINTS[entry](bad)
+    except LazyFuseError:
+        pass
+    except (KeyError, AttributeError) as exc:  # get_submodule follows torch: AttributeError
+        if entry != "Module.get_submodule":
+            pytest.fail(f"{entry}({bad!r}) raised {type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the point of the test
+        pytest.fail(f"{entry}({bad!r}) raised a bare {type(exc).__name__}: {exc}")
+
+
+def test_a_wrong_argument_error_is_also_the_builtin_users_expect() -> None:
+    with pytest.raises(ValueError):
+        lf.TensorSpec(("N", 0))
+    with pytest.raises(TypeError):
+        lf.TensorSpec(("N", 4), dtype="int64")
