@@ -22,7 +22,7 @@ def input_signature(arrays: Sequence[np.ndarray]) -> InputSignature:
     return tuple((a.shape, a.strides, a.dtype) for a in arrays)
 
 
-@dataclass
+@dataclass(slots=True)
 class CallCache:
     """The model state one compiled call used, valid while ``model.state_version == version``.
 
@@ -39,17 +39,6 @@ class CallCache:
     updated: tuple[np.ndarray, ...]
     signature: InputSignature | None = None
     bound: Callable[[Sequence[np.ndarray]], Any] | None = None
-
-    def replays(self, arrays: Sequence[Any]) -> bool:
-        """Whether ``arrays`` can go straight to ``bound``: plain ndarrays like the last call's
-        inputs, and the buffers this call updates are still writable (a flag changes in place)."""
-        sig = self.signature
-        if self.bound is None or sig is None or len(arrays) != len(sig):
-            return False
-        for a, (shape, strides, dtype) in zip(arrays, sig):
-            if type(a) is not np.ndarray or a.shape != shape or a.strides != strides or a.dtype is not dtype:
-                return False
-        return all(b.flags.writeable for b in self.updated)
 
     def has_read_only_state(self) -> bool:
         return any(a is not None and not a.flags.writeable for a in self.state.values())

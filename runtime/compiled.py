@@ -76,16 +76,26 @@ class CompiledModule:
     # ---------------------------------------------------------------------------------- calling
     def __call__(self, *arrays: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         cache = self._cache
-        if cache is not None and cache.version == self.model.state_version and cache.replays(arrays):
-            # Nothing changed since the last call and the inputs look like its: every check holds.
-            try:
-                return cache.bound(arrays)
-            except Exception:
-                # Read-only arrays that the call only reads fail the cpu backend's argument typing
-                # before anything runs; the checked call below copies them.
-                if not cache.has_read_only_state():
-                    raise
-                cache.bound = cache.signature = None
+        # Replay (inline: this is the per-call cost at small batch): the model is unchanged since
+        # the last call, every input is an ndarray like the last call's and the buffers the call
+        # updates are still writable (a flag changes in place, unseen), so every check holds.
+        if cache is not None and cache.bound is not None and cache.version == self.model.state_version:
+            sig = cache.signature
+            if len(arrays) == len(sig):
+                for a, (shape, strides, dtype) in zip(arrays, sig):
+                    if (type(a) is not np.ndarray or a.shape != shape or a.strides != strides
+                            or a.dtype is not dtype):
+                        break
+                else:
+                    if not cache.updated or all(b.flags.writeable for b in cache.updated):
+                        try:
+                            return cache.bound(arrays)
+                        except Exception:
+                            # Read-only arrays the call only reads fail the cpu backend's argument
+                            # typing before anything runs; the checked call below copies them.
+                            if not cache.has_read_only_state():
+                                raise
+                            cache.bound = cache.signature = None
         inputs, bindings = self._check_inputs(arrays)
         cache = self._current_state()
         self._check_batch_stats(bindings, cache.training)

@@ -12,7 +12,7 @@ import numpy as np
 
 import lazyfuse as lf
 from lazyfuse import nn
-from lazyfuse.backends.numba_cpu import cache
+from lazyfuse.backends import module_cache as cache
 
 _SCRIPT = """
 import json, numpy as np

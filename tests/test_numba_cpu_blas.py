@@ -9,7 +9,8 @@ from numba.core.errors import TypingError
 
 import lazyfuse as lf
 from lazyfuse import nn
-from lazyfuse.backends.numba_cpu import cache, codegen, intrinsics
+from lazyfuse.backends import module_cache as cache
+from lazyfuse.backends.numba_cpu import codegen, intrinsics
 
 SHAPES = [(1, 1, 1), (7, 5, 1), (33, 70, 17), (2, 3, 0), (0, 4, 3), (4, 0, 3)]  # (M, N, K)
 
@@ -41,7 +42,7 @@ def _check_gemm(lib, dtype) -> None:
 
 @pytest.fixture(scope="module")
 def lib():
-    return cache.load_module(codegen.library_source())[0]
+    return cache.load_module(codegen.library_source(), "cpu")[0]
 
 
 def test_numpy_cblas_is_found_and_named_in_the_source():
@@ -92,7 +93,7 @@ def test_loop_gemm_without_cblas(no_cblas):
     with pytest.warns(RuntimeWarning, match="no CBLAS gemm .* loop GEMM, correct but far slower"):
         src = codegen.library_source()
     assert "loop GEMM" in src and "def gemm_nt(" in src and "def gemm_nn(" in src and "import madvise " in src
-    lib = cache.load_module(src)[0]
+    lib = cache.load_module(src, "cpu")[0]
     for dtype in (np.float32, np.float64):
         _check_gemm(lib, dtype)
 
@@ -127,7 +128,7 @@ def test_lp64_cblas_guards_dimensions_beyond_int32(monkeypatch):
     monkeypatch.setattr(intrinsics, "CBLAS", intrinsics.Cblas("lp64_sgemm", "lp64_dgemm", 32))
     src = codegen.library_source()
     assert f"BLAS_INT_MAX = {2**31 - 1}" in src
-    lib = cache.load_module(src)[0]
+    lib = cache.load_module(src, "cpu")[0]
     rows = np.lib.stride_tricks.as_strided(np.zeros(3, np.float32), shape=(2**31, 3), strides=(0, 4))
     with pytest.raises(ValueError, match="exceeds the BLAS integer range"):
         lib.k_gemm(rows, np.ones((2, 3), np.float32), np.empty((1, 2), np.float32), True)

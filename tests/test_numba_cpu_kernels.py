@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lazyfuse.backends.numba_cpu import cache, codegen
+from lazyfuse.backends import module_cache as cache
+from lazyfuse.backends.numba_cpu import codegen
 
 
 @pytest.fixture(scope="module")
 def lib():
-    return cache.load_module(codegen.library_source())[0]
+    return cache.load_module(codegen.library_source(), "cpu")[0]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

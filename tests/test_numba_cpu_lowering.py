@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from numba import prange
 
-from lazyfuse.backends.numba_cpu import NumbaCPUExecutable, cache, codegen
+from lazyfuse.backends import module_cache as cache
+from lazyfuse.backends.numba_cpu import NumbaCPUExecutable, codegen
 from lazyfuse.backends.numba_cpu.registry import (
     LOWERINGS,
     TEMPLATES,
@@ -160,7 +161,7 @@ def test_every_driver_has_a_serial_flavour_that_calls_serial_kernels_only():
 
 @pytest.fixture(scope="module")
 def lib():
-    return cache.load_module(codegen.library_source())[0]
+    return cache.load_module(codegen.library_source(), "cpu")[0]
 
 
 @pytest.mark.parametrize("batch_stats", [True, False])

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lazyfuse.backends.module_cache import compile_lock, is_complete, load_module, mark_complete
 from lazyfuse.ir.graph import Graph
 
 from . import threads
-from .cache import compile_lock, is_complete, load_module, mark_complete
 from .codegen import generate
 
 
@@ -23,7 +23,7 @@ class NumbaCPUExecutable:
     def __init__(self, graph: Graph) -> None:
         gen = generate(graph)
         self.source: str = gen.source
-        self.module, self.path = load_module(gen.source)
+        self.module, self.path = load_module(gen.source, NumbaCPUBackend.name)
         self.cached: bool = self.path is not None
         self._args = gen.args
         self._inputs = [i for i, (kind, _) in enumerate(gen.args) if kind == "input"]

@@ -29,7 +29,7 @@ import numba
 
 from lazyfuse.errors import CompileError
 from lazyfuse.ir.graph import Graph, Node
-from lazyfuse.ir.ops import bn_module
+from lazyfuse.ir.ops import mode_module
 from lazyfuse.ir.types import UNKNOWN, Sym, TensorType
 
 from . import intrinsics, kernels, lowering  # noqa: F401  (lowering: registers the built-in lowerings)
@@ -155,7 +155,7 @@ class Emitter:
 
     def flag(self, node: Node) -> str:
         """The ``run`` argument holding the ``training`` flag of ``node``'s BatchNorm module."""
-        path = bn_module(node)
+        path = mode_module(node)
         if path not in self.train:
             self.train[path] = _ident(path or "model", "t_", self.taken)
             self.args.append(("train", path))

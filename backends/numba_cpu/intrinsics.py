@@ -5,7 +5,7 @@ no-op returning 0 (``MADV_HUGEPAGE`` is Linux-only).
 
 :func:`gemm_nt` calls ``cblas_?gemm`` of **NumPy's own BLAS** (found through NumPy's extension
 module, see :func:`find_numpy_cblas`).  Numba's ``np.dot`` would bind SciPy's BLAS instead: a second
-OpenBLAS with its own thread pool, and importing ``scipy.linalg`` (~0.13 s of every process start).
+OpenBLAS with its own thread pool, and importing ``scipy.linalg`` at every process start.
 One BLAS means ``np.matmul`` and lazyfuse share one pool, and SciPy is not needed at all.
 
 Both call their C function by symbol name, resolved when the machine code is linked (also when
