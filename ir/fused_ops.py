@@ -26,7 +26,7 @@ import numpy as np
 
 from lazyfuse.errors import DTypeError, InferenceError, IRError
 
-from .ops import MODE_ATTR, OPS, AttrSpec, OpDef, ShapeResult, Variadic, register_op
+from .ops import MODE_ATTR, OPS, AttrSpec, CallCheck, OpDef, ShapeResult, Variadic, register_op
 from .types import TensorType
 
 # Name -> parts.  The ``fuse`` pass tries them longest first, in this order among equal lengths.
@@ -162,7 +162,24 @@ def fused_opdef(name: str, parts: tuple[str, ...]) -> OpDef:
         schema[MODE_ATTR] = AttrSpec("str")
     effects = tuple(f"{q}.{e}" for op, q in zip(parts, _qualifiers(parts)) for e in OPS[op].effects)
     return OpDef(name, schema, _make_operands(parts), _make_shape_rule(name, parts), _make_impl(parts),
-                 kind="fused", effects=effects, uses_training=bool(moded), parts=tuple(parts))
+                 kind="fused", effects=effects, uses_training=bool(moded), parts=tuple(parts),
+                 call_check=_make_call_check(parts))
+
+
+def _make_call_check(parts: tuple[str, ...]) -> CallCheck | None:
+    """The parts' call checks, on the fused node's output shape.  That is the checked part's output
+    shape when the parts after it keep their input's shape, as in every fused op here (only
+    ``batch_norm`` and ``relu`` follow another part); a fused op with a shape-changing part after a
+    checked one would need its own check."""
+    checks = [(op, OPS[op].call_check) for op in parts if OPS[op].call_check is not None]
+    if not checks:
+        return None
+
+    def check(attrs: dict[str, Any], shape: tuple[int, ...], training: bool) -> None:
+        for op, fn in checks:
+            fn(part_attrs(op, attrs), shape, training)
+
+    return check
 
 
 def register_fused_ops() -> None:

@@ -14,6 +14,7 @@ source line.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -65,6 +66,7 @@ class Variadic:
 
 
 ShapeRule = Callable[[dict[str, Any], list[TensorType]], ShapeResult]
+CallCheck = Callable[[dict[str, Any], tuple[int, ...], bool], None]
 Impl = Callable[..., np.ndarray]
 # Operand names: a tuple, a function of the attrs (optional operands), a Variadic, or an int n as
 # shorthand for n operands named arg0..arg{n-1}.
@@ -81,7 +83,9 @@ class OpDef:
     training) -> ndarray``; ``kind`` ("source", "output", "compute", "fused"); ``effects``: the
     operand names it updates in place when it runs in training mode; ``uses_training``: its impl
     follows a module's ``training`` flag (see :func:`mode_module`); ``parts``: the ops a fused op is
-    composed of (empty otherwise).
+    composed of (empty otherwise); ``call_check(attrs, out_shape, training)``: a check of the call's
+    concrete output shape that every backend needs before anything runs (raises :class:`ShapeError`;
+    BatchNorm's "more than 1 value per channel when training"); the compiled module runs it.
     """
 
     name: str
@@ -93,6 +97,7 @@ class OpDef:
     effects: tuple[str, ...] = ()
     uses_training: bool = False
     parts: tuple[str, ...] = ()
+    call_check: CallCheck | None = None
 
     def operand_names(self, attrs: dict[str, Any], n: int | None = None) -> tuple[str, ...]:
         """The operand names for these attrs (``n`` operands of a variadic op)."""
@@ -390,6 +395,13 @@ def _bn_impl(attrs: dict[str, Any], x: np.ndarray, *state: np.ndarray, training:
     return y
 
 
+def _bn_call_check(attrs: dict[str, Any], shape: tuple[int, ...], training: bool) -> None:
+    """Batch statistics need more than one value per channel; none at all (an empty batch) is fine."""
+    if (training or not attrs.get("track_running_stats", True)) and math.prod(shape[:1] + shape[2:]) == 1:
+        raise ShapeError(f"batch_norm: expected more than 1 value per channel when training, got input "
+                         f"of shape {shape}")
+
+
 def _flatten_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False) -> np.ndarray:
     if x.ndim == 0:  # the shape rule gives f32[1] for a 0-d input whatever the dims
         return x.reshape(1)
@@ -434,7 +446,7 @@ register_op(OpDef(
     "batch_norm",
     {"num_features": AttrSpec("dim"), "eps": AttrSpec("float", 1e-5), "momentum": AttrSpec("float?", 0.1),
      "affine": AttrSpec("bool", True), "track_running_stats": AttrSpec("bool", True)},
-    _bn_operands, _bn_rule, _bn_impl, effects=_BN_STATS, uses_training=True))
+    _bn_operands, _bn_rule, _bn_impl, effects=_BN_STATS, uses_training=True, call_check=_bn_call_check))
 register_op(OpDef("relu", {}, ("input",), _relu_rule, _relu_impl))
 register_op(OpDef("flatten", {"start_dim": AttrSpec("int", 1), "end_dim": AttrSpec("int", -1)}, ("input",),
                   _flatten_rule, _flatten_impl))

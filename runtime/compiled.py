@@ -12,7 +12,6 @@ Inputs are checked against the specs before any state is touched.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,9 +51,13 @@ class CompiledModule:
         self._moded: list[tuple[Node, str | None]] = [
             (n, mode_module(n)) for n in graph.nodes if OPS[n.op].uses_training]
         # The buffers a train-mode call updates in place (the op table's effects), with the module
-        # path whose ``training`` flag decides.
-        self._updated: list[tuple[str, str | None]] = [
-            (operand.attrs["target"], path) for n, path in self._moded for operand in updated_operands(n)]
+        # path whose ``training`` flag decides and the op that updates them (for messages).
+        self._updated: list[tuple[str, str | None, str]] = [
+            (operand.attrs["target"], path, _updating_op(n, operand))
+            for n, path in self._moded for operand in updated_operands(n)]
+        # The ops' checks of the concrete output shape that must pass before anything runs.
+        self._call_checks = [(n, mode_module(n), OPS[n.op].call_check) for n in graph.nodes
+                             if OPS[n.op].call_check is not None]
         # The input shapes of the last checked call and the symbol sizes they bound.
         self._last_shapes: tuple[tuple, dict[str, int]] | None = None
         # lazyfuse models count their changes (``state_version``), so a call can reuse the last one's.
@@ -98,7 +101,7 @@ class CompiledModule:
                             cache.bound = cache.signature = None
         inputs, bindings = self._check_inputs(arrays)
         cache = self._current_state()
-        self._check_batch_stats(bindings, cache.training)
+        self._run_call_checks(bindings, cache.training)
         self._check_writable(cache.state, cache.training)
         result = self.runner.run(inputs, cache.state, cache.training)
         if self._tracked and all(type(a) is np.ndarray and a is b for a, b in zip(arrays, inputs)):
@@ -129,7 +132,7 @@ class CompiledModule:
         training = {path: self._module(path).training for _, path in self._moded}
         state = self._gather_state()
         cache = CallCache(version, state, training,
-                          tuple(state[t] for t, path in self._updated if training[path]))
+                          tuple(state[t] for t, path, _ in self._updated if training[path]))
         if self._tracked:
             self._cache = cache
         return cache
@@ -159,22 +162,20 @@ class CompiledModule:
             self._last_shapes = (shapes, bindings)
         return [np.ascontiguousarray(a) for a in out], bindings
 
-    def _check_batch_stats(self, bindings: dict[str, int], training: dict[str | None, bool]) -> None:
-        """Train-mode BatchNorm needs more than one value per channel (checked before any update);
-        an empty batch is allowed, like PyTorch."""
-        for node, path in self._moded:
-            if not (training[path] or not node.attrs.get("track_running_stats", True)):
-                continue
-            shape = node.type.evaluate(bindings)
-            if math.prod(shape[:1] + shape[2:]) == 1:
-                raise ShapeError(f"compiled {self.graph.name}: {self._who(path)}batch_norm: expected "
-                                 f"more than 1 value per channel when training, got input of shape {shape}")
+    def _run_call_checks(self, bindings: dict[str, int], training: dict[str | None, bool]) -> None:
+        """The op table's call checks (train-mode BatchNorm needs more than one value per channel),
+        on this call's output shapes, before anything runs."""
+        for node, path, check in self._call_checks:
+            try:
+                check(node.attrs, node.type.evaluate(bindings), bool(training.get(path, False)))
+            except ShapeError as exc:
+                raise ShapeError(f"compiled {self.graph.name}: {self._who(path)}{exc}") from None
 
     def _check_writable(self, state: dict[str, np.ndarray], training: dict[str | None, bool]) -> None:
         """A train-mode call updates running stats in place: refuse read-only ones before any update."""
-        for target, path in self._updated:
+        for target, path, op in self._updated:
             if training[path] and not state[target].flags.writeable:
-                raise StateError(f"compiled {self.graph.name}: {self._who(path)}batch_norm: buffer "
+                raise StateError(f"compiled {self.graph.name}: {self._who(path)}{op}: buffer "
                                  f"'{target}' is read-only, and a train-mode call updates it in place; "
                                  "assign a writable copy (np.array(...)) or call model.eval()")
 
@@ -236,6 +237,15 @@ class CompiledModule:
 
 
 _MISSING = object()
+
+
+def _updating_op(node: Node, operand: Node) -> str:
+    """The op of ``node`` that updates ``operand``: its own, or the fused part whose effect it is
+    (fused operand names are qualified: ``batch_norm.running_mean``)."""
+    opdef = OPS[node.op]
+    names = opdef.operand_names(node.attrs, len(node.inputs))
+    name = next(nm for nm, src in zip(names, node.inputs) if src is operand and nm in opdef.effects)
+    return name.rpartition(".")[0] or node.op
 
 
 def _same(a: Any, b: Any) -> bool:

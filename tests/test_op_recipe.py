@@ -6,8 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import lazyfuse as lf
+from lazyfuse import nn
 from lazyfuse.backends.reference import ReferenceExecutable
-from lazyfuse.errors import DTypeError, IRError, VerifierError
+from lazyfuse.errors import DTypeError, IRError, ShapeError, VerifierError
+from lazyfuse.frontends.tracing import traces_module, unregister
 from lazyfuse.ir import (
     OPS,
     Graph,
@@ -121,3 +124,49 @@ def test_register_op_rejects_malformed_definitions():
     with pytest.raises(IRError, match="unknown kind 'integer'"):
         register_op(OpDef("recipe_bad", {"n": AttrSpec("integer")}, ("input",), None, None))
     assert "recipe_bad" not in OPS
+
+
+def _no_single_row(attrs, shape, training):
+    if training and shape[0] == 1:
+        raise ShapeError(f"recipe_rows: expected more than 1 row when training, got input of shape {shape}")
+
+
+ROWS = OpDef("recipe_rows", {}, ("input",), _same_type_rule, lambda attrs, x, training=False: x,
+             uses_training=True, call_check=_no_single_row)
+
+
+class Rows(nn.Module):
+    def forward(self, x):
+        return x
+
+
+@pytest.fixture
+def rows_op():
+    register_op(ROWS)
+
+    @traces_module(Rows, op="recipe_rows")
+    def _rows(tracer, module, x):
+        return [x.node], {}
+
+    try:
+        yield
+    finally:
+        unregister(Rows)
+        del OPS[ROWS.name]
+
+
+def test_a_call_check_runs_before_the_compiled_call_and_follows_the_training_flag(rows_op):
+    model = nn.Sequential(nn.Linear(3, 3), Rows())
+    cm = lf.compile(model, lf.TensorSpec(("N", 3)), backend="reference")
+    assert cm(np.ones((2, 3), np.float32)).shape == (2, 3)
+    with pytest.raises(ShapeError, match=r"^compiled Sequential: module '1' \(Rows\): recipe_rows: expected "
+                                         r"more than 1 row when training, got input of shape \(1, 3\)$"):
+        cm(np.ones((1, 3), np.float32))
+    model.eval()
+    assert cm(np.ones((1, 3), np.float32)).shape == (1, 3)
+
+
+def test_an_op_that_follows_training_without_a_call_check_takes_one_row(recipe_ops):
+    # Only batch_norm's own call check refuses one value per channel; the runtime names no op.
+    assert OPS["recipe_accumulate"].call_check is None and OPS["batch_norm"].call_check is not None
+    assert OPS["fused_bn_relu"].call_check is not None and OPS["fused_linear_relu"].call_check is None
