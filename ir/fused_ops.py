@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lazyfuse.errors import DTypeError, InferenceError, IRError
+from lazyfuse.errors import DTypeError, InferenceError, IRError, ShapeError
 
 from .ops import MODE_ATTR, OPS, AttrSpec, CallCheck, OpDef, ShapeResult, Variadic, register_op
 from .types import TensorType
@@ -112,7 +112,7 @@ def _make_shape_rule(name: str, parts: tuple[str, ...]) -> Callable[..., ShapeRe
                     raise InferenceError(f"{name}: {problem}")
             try:
                 res = OPS[op].shape_rule(part_attrs(op, attrs), operands)
-            except (InferenceError, DTypeError) as e:
+            except (ShapeError, DTypeError) as e:  # InferenceError is a ShapeError
                 raise type(e)(f"{name}: {e}") from None
             out_attrs.update(res.attrs)
             offset = a if prev is None else a - 1

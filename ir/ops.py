@@ -107,8 +107,20 @@ class OpDef:
         if isinstance(ops, int):
             return tuple(f"arg{i}" for i in range(ops))
         if callable(ops):
-            return tuple(ops(self.with_defaults(attrs)))
+            names = ops(self.with_defaults(attrs))
+            if not isinstance(names, tuple) or not all(isinstance(s, str) for s in names):
+                raise IRError(f"op {self.name!r}: its operands function must return a tuple of names, "
+                              f"got {names!r} (an arity is written as the number of operands)")
+            return names
         return ops
+
+    def __post_init__(self) -> None:
+        ops = self.operands
+        ok = (isinstance(ops, (Variadic, int)) and not isinstance(ops, bool) or callable(ops)
+              or isinstance(ops, tuple) and all(isinstance(s, str) for s in ops))
+        if not ok:
+            raise IRError(f"op {self.name!r}: operands must be a tuple of names, a function of the attrs "
+                          f"returning one, a Variadic or an int, got {ops!r}")
 
     def arity_range(self, attrs: dict[str, Any]) -> tuple[int, int]:
         """``(min, max)`` number of operands for these attrs."""
@@ -135,11 +147,8 @@ def register_op(opdef: OpDef, replace: bool = False) -> OpDef:
         raise IRError(f"op {opdef.name!r} is already registered")
     bad = [f"attr {k!r} has unknown kind {s.kind!r}" for k, s in opdef.attrs.items()
            if s.kind not in _KIND_CHECKS]
-    if isinstance(opdef.operands, tuple):
-        if not all(isinstance(n, str) for n in opdef.operands):
-            bad.append(f"operands must be names, got {opdef.operands!r}")
-        else:
-            bad += [f"effect {e!r} is not an operand" for e in opdef.effects if e not in opdef.operands]
+    if isinstance(opdef.operands, tuple):  # (OpDef itself checked that they are names)
+        bad += [f"effect {e!r} is not an operand" for e in opdef.effects if e not in opdef.operands]
     if bad:
         raise IRError(f"op {opdef.name!r}: " + "; ".join(bad))
     OPS[opdef.name] = opdef

@@ -1,4 +1,5 @@
-"""IR value types: dtypes, symbolic dims, ``TensorType`` and the public ``TensorSpec``.
+"""IR value types: dtypes, symbolic dims and ``TensorType`` (the user-facing ``TensorSpec`` is
+:mod:`lazyfuse.frontends.spec`'s).
 
 A dim is an ``int``, a :class:`Sym` (a monomial over named symbols, e.g. ``N``, ``3*L``) or
 :data:`UNKNOWN` (a lazy size not resolved yet, printed ``?``).
@@ -23,7 +24,6 @@ from lazyfuse.errors import ConfigError, DTypeError, InferenceError, IRParseErro
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-# ----------------------------------------------------------------------------------------- errors
 # ----------------------------------------------------------------------------------------- dtypes
 @dataclass(frozen=True)
 class DType:

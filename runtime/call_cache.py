@@ -28,17 +28,19 @@ class CallCache:
 
     ``state`` maps each param/buffer target to its array, ``training`` each module path the graph
     follows to its flag, ``updated`` holds the buffers a call in this mode updates in place.
-    ``signature`` is the last checked call's inputs; ``bound`` the backend call with state and flags
-    fixed for such inputs, made on the second call in a row with that signature (calls whose shapes
-    keep changing never pay for binding).
+    ``seen`` is the last checked call's input signature; ``replay`` the pair (signature, backend
+    call with state and flags fixed for such inputs), made on the second checked call in a row with
+    that signature (calls whose shapes keep changing never pay for binding).  ``replay`` is one
+    tuple, read once and replaced whole, so a call racing another thread's never sees a signature
+    with another signature's call.
     """
 
     version: int
     state: dict[str, np.ndarray]
     training: dict[str | None, bool]
     updated: tuple[np.ndarray, ...]
-    signature: InputSignature | None = None
-    bound: Callable[[Sequence[np.ndarray]], Any] | None = None
+    seen: InputSignature | None = None
+    replay: tuple[InputSignature, Callable[[Sequence[np.ndarray]], Any]] | None = None
 
     def has_read_only_state(self) -> bool:
         return any(a is not None and not a.flags.writeable for a in self.state.values())

@@ -2,12 +2,12 @@
 
 It owns no arrays: calls use the parameters and buffers of the live model (by target) and each
 BatchNorm module's ``training`` flag, so ``load_state_dict``, ``model.eval()`` and the running-stat
-updates of train-mode calls are shared with the model both ways.  It reads the model only through
-``nn.Module``'s public state interface: ``state_version`` (a counter of the changes to what the
-model and its submodules hold), ``local_state()`` and ``settings()``.  The arrays and flags are
-fetched again whenever ``state_version`` moved since the last call; otherwise the last call's are
-reused (:class:`~lazyfuse.runtime.call_cache.CallCache`), which keeps small-batch calls cheap.
-Inputs are checked against the specs before any state is touched.
+updates of train-mode calls are shared with the model both ways.  It reads the model through public
+``nn.Module`` API only: ``state_version`` (a counter of the changes to what the model and its
+submodules hold), ``local_state()``, ``settings()``, ``get_submodule()`` and ``training``.  The
+arrays and flags are fetched again whenever ``state_version`` moved since the last call; otherwise
+the last call's are reused (:class:`~lazyfuse.runtime.call_cache.CallCache`), which keeps
+small-batch calls cheap.  Inputs are checked against the specs before any state is touched.
 """
 
 from __future__ import annotations
@@ -82,8 +82,9 @@ class CompiledModule:
         # Replay (inline: this is the per-call cost at small batch): the model is unchanged since
         # the last call, every input is an ndarray like the last call's and the buffers the call
         # updates are still writable (a flag changes in place, unseen), so every check holds.
-        if cache is not None and cache.bound is not None and cache.version == self.model.state_version:
-            sig = cache.signature
+        replay = cache.replay if cache is not None else None
+        if replay is not None and cache.version == self.model.state_version:
+            sig, bound = replay
             if len(arrays) == len(sig):
                 for a, (shape, strides, dtype) in zip(arrays, sig):
                     if (type(a) is not np.ndarray or a.shape != shape or a.strides != strides
@@ -92,13 +93,13 @@ class CompiledModule:
                 else:
                     if not cache.updated or all(b.flags.writeable for b in cache.updated):
                         try:
-                            return cache.bound(arrays)
+                            return bound(arrays)
                         except Exception:
                             # Read-only arrays the call only reads fail the cpu backend's argument
                             # typing before anything runs; the checked call below copies them.
                             if not cache.has_read_only_state():
                                 raise
-                            cache.bound = cache.signature = None
+                            cache.replay = cache.seen = None
         inputs, bindings = self._check_inputs(arrays)
         cache = self._current_state()
         self._run_call_checks(bindings, cache.training)
@@ -106,10 +107,10 @@ class CompiledModule:
         result = self.runner.run(inputs, cache.state, cache.training)
         if self._tracked and all(type(a) is np.ndarray and a is b for a, b in zip(arrays, inputs)):
             signature = input_signature(inputs)
-            if cache.signature == signature and cache.bound is None:
-                cache.bound = self._bind(inputs, cache.state, cache.training)
-            elif cache.signature != signature:
-                cache.signature, cache.bound = signature, None
+            if cache.seen != signature:
+                cache.seen, cache.replay = signature, None
+            elif cache.replay is None:
+                cache.replay = (signature, self._bind(inputs, cache.state, cache.training))
         return result
 
     def _bind(self, inputs: list[np.ndarray], state: dict[str, np.ndarray],
@@ -207,8 +208,9 @@ class CompiledModule:
         state = {}
         for path, entries in self._state_groups.items():
             owner = self.model.get_submodule(path)  # one submodule walk per owner per fetch
-            local = owner.local_state()
+            views = {kind: owner.local_state(kind) for kind in ("parameter", "buffer")}
             for node, name, dtype, shape in entries:
+                local = views["parameter" if node.op == "param" else "buffer"]
                 value = local.get(name)
                 arr = None if value is None or nn.is_uninitialized(value) else np.asarray(value)
                 if arr is None or arr.dtype != dtype or arr.shape != shape:

@@ -39,7 +39,7 @@ def _run(tmp_path):
 def test_cold_then_warm_process_loads_from_disk(tmp_path):
     cold = _run(tmp_path)
     assert cold["file"].startswith(str(tmp_path / "lf" / "cpu"))
-    assert os.path.basename(cold["file"]) == f"lf_{cache.module_key(cold['source'])}.py"
+    assert os.path.basename(cold["file"]) == f"lf_{cache.module_key(cold['source'], 'cpu')}.py"
     assert cold["misses"] >= 1 and cold["hits"] == 0
     warm = _run(tmp_path)
     assert warm["file"] == cold["file"] and warm["y"] == cold["y"]
@@ -78,10 +78,10 @@ def test_unwritable_cache_dir_warns_once_and_runs_uncached(tmp_path, monkeypatch
 
 
 def test_key_depends_on_source_and_numba_version(monkeypatch):
-    k1 = cache.module_key("def run(): pass\n")
-    assert k1 != cache.module_key("def run(): return 1\n")
+    k1 = cache.module_key("def run(): pass\n", "cpu")
+    assert k1 != cache.module_key("def run(): return 1\n", "cpu")
     monkeypatch.setattr(cache.numba, "__version__", "0.0.0")
-    assert cache.module_key("def run(): pass\n") != k1
+    assert cache.module_key("def run(): pass\n", "cpu") != k1
 
 
 def test_cache_of_an_unfinished_compile_is_dropped(tmp_path):
@@ -111,3 +111,75 @@ def test_two_processes_compiling_at_once_leave_a_loadable_cache(tmp_path):
     assert outs[0]["y"] == outs[1]["y"]
     warm = _run(tmp_path)
     assert warm["y"] == outs[0]["y"] and warm["hits"] >= 1 and warm["misses"] == 0
+
+
+_SERIAL_SCRIPT = """
+import json, numpy as np
+import lazyfuse as lf
+from lazyfuse import nn
+lf.manual_seed(0)
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn0 = nn.BatchNorm1d(4)       # fused_bn_relu on (N, C): op_bn2_s
+        self.act0 = nn.ReLU()
+        self.fc = nn.Linear(4, 4)          # fused_linear_bn: op_linear_bn_s
+        self.bn1 = nn.BatchNorm1d(4)
+        self.act = nn.ReLU()               # unfused (after a reshape): op_relu_s
+        self.bn3 = nn.BatchNorm1d(2)       # unfused, on (N, 2, 2): op_bn3_s
+    def forward(self, x):
+        y = self.bn1(self.fc(self.act0(self.bn0(x))))
+        return self.bn3(self.act(y.reshape(y.shape[0], 2, 2)))
+cm = lf.compile(Model(), lf.TensorSpec(("N", 4)), backend="cpu")
+cm(np.arange(12, dtype=np.float32).reshape(3, 4))
+mod = cm.runner.module
+parallel = {name: len(f.signatures) for name, f in vars(mod).items()
+            if (name == "run" or name.endswith("_p") or name.startswith("op_") and not name.endswith("_s"))
+            and hasattr(f, "signatures")}
+print(json.dumps({"ops": sorted({n.op for n in cm.graph.nodes}), "parallel": parallel,
+                  "serial": len(mod.run_s.signatures)}))
+"""
+
+
+def test_a_small_call_compiles_no_parallel_code(tmp_path):
+    # run_s and the serial drivers must never reach a parallel kernel or a driver of run's flavour:
+    # a first small call (train mode: statistics too) compiles serial code only.
+    env = dict(os.environ, LAZYFUSE_CACHE_DIR=str(tmp_path / "lf"), NUMBA_CACHE_DIR=str(tmp_path / "nb"))
+    out = subprocess.run([sys.executable, "-c", _SERIAL_SCRIPT], env=env, capture_output=True, text=True,
+                         check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"fused_bn_relu", "fused_linear_bn", "batch_norm", "relu"} <= set(result["ops"])
+    assert result["serial"] == 1
+    assert len(result["parallel"]) >= 8 and not any(result["parallel"].values()), result["parallel"]
+
+
+_KIND_SCRIPT = """
+import json, sys
+from lazyfuse.backends import module_cache
+src = "from numba import njit\\n\\n@njit(cache=True)\\ndef twice(x):\\n    return 2 * x\\n"
+mod, path = module_cache.load_module(src, "testkind")
+with module_cache.first_call(path):
+    y = mod.twice(21)
+st = mod.twice.stats
+print(json.dumps({"file": str(path), "y": y, "hits": sum(st.cache_hits.values()),
+                  "misses": sum(st.cache_misses.values())}))
+"""
+
+
+def test_another_backend_kind_keeps_its_numba_cache_across_processes(tmp_path):
+    env = dict(os.environ, LAZYFUSE_CACHE_DIR=str(tmp_path / "lf"), NUMBA_CACHE_DIR=str(tmp_path / "nb"))
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", _KIND_SCRIPT], env=env, capture_output=True, text=True,
+                             check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    cold = run()
+    assert cold["file"].startswith(str(tmp_path / "lf" / "testkind")) and cold["y"] == 42
+    assert cold["misses"] == 1 and cold["hits"] == 0
+    warm = run()
+    assert warm["hits"] == 1 and warm["misses"] == 0  # the .ok mark kept Numba's entries
+
+
+def test_key_depends_on_the_backend_kind():
+    assert cache.module_key("def run(): pass\n", "cpu") != cache.module_key("def run(): pass\n", "cuda")

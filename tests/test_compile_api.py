@@ -439,3 +439,24 @@ def test_manual_seed_takes_negative_seeds_like_torch():
     assert draws[-1] == draws[2**64 - 1]  # torch seeds -1 as 2**64 - 1 too
     assert draws[2**63] == draws[-(2**63)]
     assert draws[0] != draws[-1]
+
+
+def test_a_parameter_registered_again_as_a_buffer_is_a_state_error():
+    # The graph reads @0.bias as a parameter: a buffer of the same name is not it (nor the reverse).
+    model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    cm = lf.compile(model, lf.TensorSpec(("N", 3)), backend="reference")
+    x = np.ones((4, 3), np.float32)
+    cm(x)
+    bias = model[0].bias
+    del model[0].bias
+    model[0].register_buffer("bias", np.asarray(bias))
+    with pytest.raises(StateError, match=r"Linear has no parameter 'bias' \(target '0.bias'\)"):
+        cm(x)
+    del model[0].bias
+    model[0].bias = bias
+    rm = model[1].running_mean
+    del model[1].running_mean
+    model[1].running_mean = nn.Parameter(rm)
+    match = r"BatchNorm1d has no buffer 'running_mean' \(target '1\.running_mean'\)"
+    with pytest.raises(StateError, match=match):
+        cm(x)

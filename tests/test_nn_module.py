@@ -335,6 +335,18 @@ def test_a_shared_submodule_change_reaches_every_holder():
     assert a.state_version == before and b.state_version > versions[1]
 
 
+def test_temporary_holders_leave_no_owner_entries_behind():
+    # Every change walks a module's owners: slices in a forward must not pile up there.
+    import gc
+
+    seq = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    keep = [seq[1:] for _ in range(50)]  # alive: each slice holds the children
+    assert len(seq[2].__dict__["_owners"]) >= 50
+    del keep
+    gc.collect()
+    assert len(seq[2].__dict__["_owners"]) == 1  # only seq itself
+
+
 def test_state_versions_survive_cycles_and_copies():
     import copy
     import pickle

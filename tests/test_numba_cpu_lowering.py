@@ -20,6 +20,7 @@ from lazyfuse.backends.numba_cpu.registry import (
     linear_ops,
     lowers,
     register_template,
+    serial_violations,
     unregister_lowering,
     unregister_template,
 )
@@ -118,10 +119,18 @@ def test_a_template_from_a_source_string_and_name_clashes():
         assert "\ndef k_twice(x, out):\n    out[:] = 2 * x\n" in lib and "@some_decorator" not in lib
         with pytest.raises(ValueError, match="already registered"):
             register_template(Template("k_twice", "kernel", source=src))
-        with pytest.raises(ValueError, match="'k_stats2d_s' is already emitted"):
+        with pytest.raises(ValueError, match="'k_stats2d_s' is already taken"):
             register_template(Template("k_stats2d_s", "kernel", source="def k_stats2d_s():\n    pass\n"))
         with pytest.raises(ValueError, match="already has a lowering"):
             lowers("relu")(lambda em, node, out, ins: None)
+        # names the generated module defines itself, and sources that cannot be read, fail now
+        for name in ("small", "madvise", "PAR_MIN"):
+            with pytest.raises(CompileError, match=f"name '{name}' is already taken"):
+                register_template(Template(name, "helper", source=f"def {name}():\n    pass\n"))
+        namespace: dict = {}
+        exec("def k_unreadable(x):\n    return x\n", namespace)  # noqa: S102 - no source file
+        with pytest.raises(CompileError, match="template 'k_unreadable': cannot read"):
+            register_template(Template("k_unreadable", "kernel", fn=namespace["k_unreadable"]))
     finally:
         unregister_template("k_twice")
     assert "k_twice" not in codegen.library_source()
@@ -187,3 +196,19 @@ def test_explicit_serial_bn_and_relu_drivers_equal_the_drivers_on_small_inputs(l
     lib.op_relu_s(x, outs[1])
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[1], np.maximum(x, 0))
+
+
+def test_a_serial_driver_that_reaches_parallel_code_is_refused():
+    # through a helper, to a driver of run's flavour (which picks *_p kernels by size)
+    helper_src = "def h_bad(x, out):\n    op_relu(x, out)\n"
+    driver_src = "def op_bad_s(x, out):\n    h_bad(x, out)\n"
+    register_template(Template("h_bad", "helper", source=helper_src))
+    register_template(Template("op_bad_s", "serial_driver", source=driver_src))
+    try:
+        match = r"serial driver 'op_bad_s' reaches 'op_relu' \(through 'h_bad'\)"
+        with pytest.raises(CompileError, match=match):
+            codegen.library_source()
+    finally:
+        unregister_template("op_bad_s")
+        unregister_template("h_bad")
+    assert serial_violations(tuple(TEMPLATES.values())) == []  # the built-in library is clean

@@ -166,7 +166,32 @@ def test_a_call_check_runs_before_the_compiled_call_and_follows_the_training_fla
     assert cm(np.ones((1, 3), np.float32)).shape == (1, 3)
 
 
-def test_an_op_that_follows_training_without_a_call_check_takes_one_row(recipe_ops):
-    # Only batch_norm's own call check refuses one value per channel; the runtime names no op.
-    assert OPS["recipe_accumulate"].call_check is None and OPS["batch_norm"].call_check is not None
+def test_an_op_that_follows_training_without_a_call_check_takes_one_row():
+    # The one-value-per-channel rule is batch_norm's own call check: the runtime names no op, so
+    # another op that follows the training flag runs a train-mode call of one row.
+    free = OpDef("recipe_rows_free", {}, ("input",), _same_type_rule, lambda attrs, x, training=False: x,
+                 uses_training=True)
+    register_op(free)
+
+    class Free(nn.Module):
+        def forward(self, x):
+            return x
+
+    traces_module(Free, op="recipe_rows_free")(lambda tracer, module, x: ([x.node], {}))
+    try:
+        model = nn.Sequential(nn.Linear(3, 3), Free())
+        cm = lf.compile(model, lf.TensorSpec(("N", 3)), backend="reference")
+        assert model.training and cm(np.ones((1, 3), np.float32)).shape == (1, 3)
+    finally:
+        unregister(Free)
+        del OPS[free.name]
     assert OPS["fused_bn_relu"].call_check is not None and OPS["fused_linear_relu"].call_check is None
+
+
+def test_operands_that_are_not_names_are_an_ir_error():
+    # The op definition names its operands; the pre-registry ``arity`` forms are refused clearly.
+    with pytest.raises(IRError, match=r"operands must be a tuple of names.*got \(1, 3\)"):
+        OpDef("recipe_bad", {}, (1, 3), None, None)
+    counted = OpDef("recipe_bad", {}, lambda attrs: 2, None, None)
+    with pytest.raises(IRError, match="its operands function must return a tuple of names, got 2"):
+        counted.operand_names({})

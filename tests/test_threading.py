@@ -40,3 +40,42 @@ def test_four_threads_match_serial_results(compiled, train):
         assert int(model[1].num_batches_tracked) == start_nbt + 2 * len(xs)
     assert threads.threading_layer() is not None
     model.train()
+
+
+def test_replays_racing_checked_calls_of_other_shapes_stay_consistent():
+    # Two threads alternate two input shapes (each call either replays or re-binds) with the GIL
+    # switching as often as it can: a replay must never pair one shape's check with another's call.
+    import sys
+    import threading
+    import time
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU()).eval()
+    cm = lf.compile(model, lf.TensorSpec(("N", 4)), backend="reference")
+    xs = [np.ones((n, 4), np.float32) for n in (2, 3)]
+    problems: list[str] = []
+    stop = threading.Event()
+
+    def work(k: int) -> None:
+        i = 0
+        while not stop.is_set():
+            x = xs[(i // 2 + k) % 2]
+            i += 1
+            try:
+                if cm(x).shape != (x.shape[0], 3):
+                    problems.append(f"wrong shape for {x.shape}")
+            except Exception as exc:  # noqa: BLE001 - any error is the finding
+                problems.append(f"{type(exc).__name__}: {exc}")
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        workers = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for w in workers:
+            w.start()
+        time.sleep(2.0)
+        stop.set()
+        for w in workers:
+            w.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not problems, problems[:3]

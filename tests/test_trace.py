@@ -478,3 +478,27 @@ def test_functional_batch_norm_arguments_are_checked_while_tracing(kwargs, needl
     with pytest.raises(ConfigError) as info:
         lf.trace(Functional(), ("N", 3))
     assert str(info.value) == needle
+
+
+def test_wrong_arguments_to_a_traced_method_name_the_method():
+    class Bad(nn.Module):
+        def forward(self, x):
+            return x.flatten(1, 2, 3)
+
+    with pytest.raises(TraceError, match=r"Proxy\.flatten\(\): too many positional arguments"):
+        lf.trace(Bad(), ("N", 2, 2))
+
+
+def test_a_lazy_module_without_a_layout_is_a_trace_error():
+    from lazyfuse.frontends.nn import LazyModuleMixin, UninitializedParameter
+
+    class LazyScale(LazyModuleMixin, nn.Module):  # no _array_shapes(): the tracer cannot size it
+        def __init__(self):
+            super().__init__()
+            self.w = UninitializedParameter()
+
+        def forward(self, x):
+            return nn.functional.linear(x, self.w)
+
+    with pytest.raises(TraceError, match="param 'w' of LazyScale is uninitialized and its layout is unknown"):
+        lf.trace(LazyScale(), ("N", 3))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lazyfuse.backends.module_cache import compile_lock, is_complete, load_module, mark_complete
+from lazyfuse.backends.module_cache import first_call, load_module
 from lazyfuse.ir.graph import Graph
 
 from . import threads
@@ -121,13 +121,10 @@ class NumbaCPUExecutable:
         """The call that compiles (or loads) ``name``: never concurrently with another process
         compiling the same file, and the cache is marked whole only after it succeeded."""
         with self._first_call_lock:
-            if name in self._compiled or self.path is None:
-                self._compiled.add(name)
+            if name in self._compiled:
                 return self._call(fn, args, mutates)
-            with compile_lock(self.path):
+            with first_call(self.path):
                 result = self._call(fn, args, mutates)
-                if not is_complete(self.path):
-                    mark_complete(self.path)
             self._compiled.add(name)
             return result
 

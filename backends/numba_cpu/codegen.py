@@ -33,7 +33,16 @@ from lazyfuse.ir.ops import mode_module
 from lazyfuse.ir.types import UNKNOWN, Sym, TensorType
 
 from . import intrinsics, kernels, lowering  # noqa: F401  (lowering: registers the built-in lowerings)
-from .registry import LOWERINGS, ROLES, TEMPLATES, Template, linear_ops
+from .registry import (
+    CONSTANTS,
+    LOWERINGS,
+    RESERVED,
+    ROLES,
+    TEMPLATES,
+    Template,
+    linear_ops,
+    serial_violations,
+)
 
 DECORATOR = '@njit(cache=True, nogil=True, error_model="numpy"{extra})'
 # Drivers are inlined into run() at the Numba IR level.  Each compiled function links its callees'
@@ -42,7 +51,6 @@ DECORATOR = '@njit(cache=True, nogil=True, error_model="numpy"{extra})'
 # coefficient loops) are compiled once instead: inlined, every driver call site would deep-copy and
 # re-type them, and their O(C) work does not notice a call.  See bench/RESULTS.md.
 INLINE = ', inline="always"'
-CONSTANTS = ("SMALL_MAX", "PAR_MIN", "MAX_CHUNKS", "MIN_CHUNK_ROWS", "LANES", "HUGE_MIN")
 # Decorator extras by template role (see registry.ROLES); "parallel" is emitted twice (below).
 _EXTRA = {"blas_fallback": "", "kernel": "", "helper": "", "driver": INLINE, "serial_driver": INLINE}
 
@@ -56,6 +64,9 @@ def library_source() -> str:
 def _library_source(cblas: intrinsics.Cblas | None, templates: tuple[Template, ...]) -> str:
     """... for NumPy's CBLAS ``cblas`` (its ABI is part of the text, hence of the cache key), or
     with a loop GEMM when there is none, from the registered ``templates``."""
+    problems = serial_violations(templates)
+    if problems:
+        raise CompileError("cpu backend: " + "; ".join(problems) + "; run_s must call serial code only")
     imports = "madvise" if cblas is None else "gemm_nn, gemm_nt, madvise"
     blas = "no CBLAS gemm in NumPy's BLAS: loop GEMM" if cblas is None else f"BLAS {cblas.tag}"
     out = ["import numpy as np", "from numba import njit, prange",
@@ -108,8 +119,7 @@ class Emitter:
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
-        self.taken: set[str] = {"run", "run_s", "small", "np", "njit", "prange", "madvise", "gemm_nt",
-                                "gemm_nn"}
+        self.taken: set[str] = set(RESERVED)
         self.var: dict[Node, str] = {}
         self.syms: dict[str, str] = {}
         self.params: list[str] = []

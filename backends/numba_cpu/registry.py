@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from lazyfuse.errors import CompileError
+
 if TYPE_CHECKING:
     from lazyfuse.ir.graph import Node
 
@@ -29,8 +31,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Sections of the generated kernel library, in emission order (within one: registration order).
 # "blas_fallback" is emitted only when NumPy's BLAS has no CBLAS gemm; "serial_driver" last, after
-# a marker comment, so nothing below the marker references a parallel kernel.
+# a marker comment.  :func:`serial_violations` checks that no serial driver reaches a parallel
+# kernel or a (parallel-flavour) driver.
 ROLES = ("blas_fallback", "parallel", "kernel", "helper", "driver", "serial_driver")
+# The library's constants (values in :mod:`.kernels`), and every name a generated module defines
+# or imports besides the templates: no template may take one.
+CONSTANTS = ("SMALL_MAX", "PAR_MIN", "MAX_CHUNKS", "MIN_CHUNK_ROWS", "LANES", "HUGE_MIN")
+RESERVED = frozenset({"run", "run_s", "small", "np", "njit", "prange", "madvise", "gemm_nt", "gemm_nn",
+                      "BLAS_INT_MAX", *CONSTANTS})
 
 
 # ---------------------------------------------------------------------------------------- templates
@@ -61,6 +69,8 @@ class Template:
             src = _source_def(self.source, self.name)
         else:
             code = self.fn.__code__
+            # With the module's globals linecache can also read a source behind a loader (a zip).
+            linecache.getlines(code.co_filename, getattr(self.fn, "__globals__", None))
             src = _file_def_source(code.co_filename, self.name, code.co_firstlineno)
         if name is None or name == self.name:
             return src
@@ -74,19 +84,55 @@ TEMPLATES: dict[str, Template] = {}
 
 
 def register_template(template: Template, replace: bool = False) -> Template:
-    """Add ``template`` to :data:`TEMPLATES` (``replace=True`` to overwrite one of the same name)."""
+    """Add ``template`` to :data:`TEMPLATES` (``replace=True`` to overwrite one of the same name).
+
+    Raises :class:`CompileError` for a bad role, a name taken (by another template or by the
+    generated module itself, :data:`RESERVED`) or a source that cannot be read."""
     if template.role not in ROLES:
-        raise ValueError(f"template {template.name!r}: role {template.role!r} is not one of {ROLES}")
+        raise CompileError(f"template {template.name!r}: role {template.role!r} is not one of {ROLES}")
     if (template.fn is None) == (template.source is None):
-        raise ValueError(f"template {template.name!r}: give exactly one of fn and source")
+        raise CompileError(f"template {template.name!r}: give exactly one of fn and source")
     if template.name in TEMPLATES and not replace:
-        raise ValueError(f"template {template.name!r} is already registered")
+        raise CompileError(f"template {template.name!r} is already registered")
     others = {n for t in TEMPLATES.values() if t.name != template.name for n in t.emitted}
-    clash = others.intersection(template.emitted)
+    reserved = RESERVED - ({template.emit_as} if template.role == "blas_fallback" else set())
+    clash = (others | reserved).intersection(template.emitted)
     if clash:
-        raise ValueError(f"template {template.name!r}: name {sorted(clash)[0]!r} is already emitted")
+        raise CompileError(f"template {template.name!r}: name {sorted(clash)[0]!r} is already taken in "
+                           "the generated module")
+    try:
+        template.text()  # now, not at the next compile of every model
+    except (ValueError, OSError, SyntaxError) as exc:
+        raise CompileError(f"template {template.name!r}: {exc}") from None
     TEMPLATES[template.name] = template
     return template
+
+
+def serial_violations(templates: tuple[Template, ...]) -> list[str]:
+    """Why a serial driver of ``templates`` could reach a parallel kernel (``*_p``) or a driver of
+    ``run``'s flavour, following the kernels and helpers it calls (empty when none can): ``run_s``
+    must not, or its first call compiles the parallel code after all."""
+    by_name = {name: t for t in templates for name in t.emitted}
+    problems = []
+    for start in (t for t in templates if t.role == "serial_driver"):
+        seen, stack = {start.name}, [(start.name, start)]
+        while stack:
+            via, t = stack.pop()
+            for name in _called_names(t.text(via)):
+                callee = by_name.get(name)
+                if callee is None or name in seen:
+                    continue
+                seen.add(name)
+                if callee.role == "parallel" and name.endswith("_p") or callee.role == "driver":
+                    problems.append(f"serial driver {start.name!r} reaches {name!r} (through {via!r})")
+                elif callee.role in ("kernel", "helper", "serial_driver", "parallel"):
+                    stack.append((name, callee))
+    return problems
+
+
+def _called_names(text: str) -> list[str]:
+    return [n.func.id for n in ast.walk(ast.parse(text))
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
 
 
 def unregister_template(name: str) -> None:
@@ -122,7 +168,9 @@ def driver(fn: F | None = None, *, serial: bool = False) -> F | Callable[[F], F]
 
     Drivers are inlined into ``run`` (serial ones into ``run_s``), so LLVM does not re-optimize
     every kernel below them at each call level.  A serial driver (by convention ``<driver>_s``)
-    calls only serial kernels (``*_s``): ``run_s`` must never reach a parallel one."""
+    must reach no parallel kernel (``*_p``) and no driver of ``run``'s flavour, directly or through
+    the kernels and helpers it calls: the library refuses to build otherwise
+    (:func:`serial_violations`)."""
     return _decorate(fn, "serial_driver" if serial else "driver")
 
 
@@ -204,7 +252,7 @@ def lowers(*ops: str, linear: bool = False, replace: bool = False) -> Callable[[
     def deco(fn: L) -> L:
         for op in ops:
             if op in LOWERINGS and not replace:
-                raise ValueError(f"cpu backend: op {op!r} already has a lowering")
+                raise CompileError(f"cpu backend: op {op!r} already has a lowering")
         for op in ops:
             LOWERINGS[op] = Lowering(op, fn, linear)
         return fn

@@ -6,24 +6,17 @@ op at call time (``"module 'bn' (BatchNorm1d): batch_norm"``), so both say the s
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
 from lazyfuse.errors import ConfigError
+from lazyfuse.ir.numpy_math import check_eps  # noqa: F401 - one check, shared with the reference impls
 
 
 def check_size(cls: str, name: str, value: Any, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(f"{cls}: {name} must be an int >= {minimum}, got {value!r}")
     return int(value)
-
-
-def check_eps(where: str, eps: Any) -> float:
-    """A finite ``eps > 0`` as float."""
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not 0 < eps < math.inf:
-        raise ConfigError(f"{where}: eps must be a finite float > 0, got {eps!r}")
-    return float(eps)
 
 
 def check_momentum(where: str, momentum: Any) -> float | None:

@@ -70,7 +70,8 @@ class LazyModuleMixin:
         """The shape of each uninitialized array once the lazy sizes are ``dims``; a size not given
         (all of them by default) is ``None`` in the shapes."""
         dims = dims or {}
-        shapes = self._array_shapes()
+        # A lazy class without the hook has no layout the tracer can use (it says so).
+        shapes = self._array_shapes() if hasattr(self, "_array_shapes") else {}
         out: dict[str, tuple] = {}
         for name, value in self.local_state().items():
             if not is_uninitialized(value) or name not in shapes:

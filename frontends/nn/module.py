@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterator, Mapping
-from types import CodeType
+from types import CodeType, MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -79,10 +79,14 @@ class Module:
         Writes *into* the arrays do not count."""
         return self.__dict__["_version"]
 
-    def local_state(self) -> Mapping[str, Any]:
+    def local_state(self, kind: str | None = None) -> Mapping[str, Any]:
         """A read-only view of this module's own parameters and buffers by name (values may be
-        ``None`` or uninitialized placeholders)."""
-        return StateView(self._parameters, self._buffers)
+        ``None`` or uninitialized placeholders); ``kind="parameter"`` or ``"buffer"`` for one kind."""
+        if kind is None:
+            return StateView(self._parameters, self._buffers)
+        if kind not in ("parameter", "buffer"):
+            raise ConfigError(f"local_state: kind must be 'parameter', 'buffer' or None, got {kind!r}")
+        return MappingProxyType(self._parameters if kind == "parameter" else self._buffers)
 
     def settings(self) -> dict[str, Any]:
         """This module's plain public attributes (``training``, ``eps``, ...): no parameters,

@@ -32,7 +32,10 @@ def hold(owner: Any, child: Any) -> None:
     """Record that ``owner`` holds ``child`` in its ``_modules`` (no-op for non-modules)."""
     owners = getattr(child, "__dict__", {}).get("_owners")
     if owners is not None:
-        owners[id(owner)] = weakref.ref(owner)
+        key = id(owner)
+        # The entry goes when the owner dies (a temporary ``seq[1:]``): owner sets must not grow
+        # with every slice, since each change walks them.
+        owners[key] = weakref.ref(owner, lambda ref: owners.get(key) is ref and owners.pop(key, None))
 
 
 def _still_holds(owner: Any, child: Any) -> bool:

@@ -126,7 +126,7 @@ class Proxy:
     def __getattr__(self, name: str) -> Any:
         emitter = method_emitter(name)
         if emitter is not None:
-            return lambda *args, **kwargs: self.tracer.call_method(emitter, self, args, kwargs)
+            return lambda *args, **kwargs: self.tracer.call_method(name, emitter, self, args, kwargs)
         if name in _REDUCTIONS:
             return self._untraceable(name)
         supported = ", ".join([*_QUERIES, *supported_methods(), *_OPERATORS])

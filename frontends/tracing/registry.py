@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lazyfuse.errors import ConfigError
 from lazyfuse.ir.graph import Node
 from lazyfuse.ir.types import TensorType
 
@@ -60,7 +61,7 @@ METHODS: dict[str, Emitter] = {}
 def _register(table: dict, keys: Sequence[Any], emitter: Emitter, replace: bool) -> None:
     taken = [k for k in keys if k in table and not replace]
     if taken:
-        raise ValueError(f"already registered with the tracer: {', '.join(map(_name, taken))}")
+        raise ConfigError(f"already registered with the tracer: {', '.join(map(_name, taken))}")
     for key in keys:
         table[key] = emitter
 

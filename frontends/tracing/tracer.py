@@ -173,6 +173,12 @@ class Tracer:
         bound.apply_defaults()
         return self.emit(emitter, (bound.arguments,))
 
-    def call_method(self, emitter: Emitter, x: Proxy, args: tuple, kwargs: dict) -> Proxy:
-        """A registered method of a traced value (``x.reshape(...)``)."""
+    def call_method(self, name: str, emitter: Emitter, x: Proxy, args: tuple, kwargs: dict) -> Proxy:
+        """A registered method of a traced value (``x.reshape(...)``); arguments its build does not
+        take are a :class:`TraceError` naming the method, not the build function."""
+        params = list(inspect.signature(emitter.build).parameters.values())[2:]  # after tracer, x
+        try:
+            inspect.Signature(params).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise trace_error(f"Proxy.{name}(): {exc}") from None
         return self.emit(emitter, (x, *args), kwargs)
