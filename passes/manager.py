@@ -108,7 +108,7 @@ def run_passes(graph: Graph, names: Iterable[str], ctx: PassContext | None = Non
             named = in_pass(exc, name)
             if named is exc:
                 raise
-            raise named.with_traceback(exc.__traceback__) from None  # one error, the pass's frames
+            raise named from exc  # the original stays reachable as __cause__
         ctx.timings[name] = ctx.timings.get(name, 0.0) + time.perf_counter() - start
         if result is not graph and result.model is None:
             result.model = graph.model
