@@ -95,20 +95,8 @@ def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- batch_norm
-def _batch_norm(
-    x: np.ndarray,
-    running_mean: np.ndarray | None,
-    running_var: np.ndarray | None,
-    weight: np.ndarray | None,
-    bias: np.ndarray | None,
-    training: bool,
-    momentum: float,
-    eps: float,
-) -> np.ndarray:
-    """Normalize over every axis but 1 (see :func:`lazyfuse.ir.numpy_math.batch_norm`); the undo
-    journal saves the running stats before they are updated."""
-    return _math.batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps,
-                            before_write=_undo.save_array)
+# The shared math with the undo journal saving the running stats before they are updated.
+_batch_norm = functools.partial(_math.batch_norm, before_write=_undo.save_array)
 
 
 @_overridable
