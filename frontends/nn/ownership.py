@@ -51,6 +51,29 @@ def _still_holds(owner: Any, child: Any) -> bool:
 
 def bump(module: Any) -> None:
     """Give ``module`` and every module holding it (transitively, each once) a new state version."""
+    m = module
+    for _ in range(_CHAIN):  # the usual tree: one owner per module, walked up without bookkeeping
+        d = m.__dict__
+        d["_version"] = new_version()
+        owners = d.get("_owners")
+        if not owners:
+            return
+        if len(owners) != 1:
+            break
+        for ref in owners.values():
+            owner = ref()
+        if owner is None or not _still_holds(owner, m):
+            return
+        m = owner
+    _bump_all(m)  # a shared module (several owners), or a chain this deep (maybe a cycle)
+
+
+# How far :func:`bump` follows single owners before it switches to the general walk.
+_CHAIN = 64
+
+
+def _bump_all(module: Any) -> None:
+    """:func:`bump` for any ownership graph: every owner once, cycles included."""
     d = module.__dict__
     d["_version"] = new_version()
     if not d.get("_owners"):
