@@ -18,6 +18,7 @@ from .ops import (
     bn_module,
     has_effects,
     mode_module,
+    named_updates,
     register_op,
     updated_operands,
 )
@@ -27,5 +28,6 @@ from .verifier import verify
 __all__ = [
     "DType", "f32", "f64", "i64", "dtype_from", "Sym", "UNKNOWN", "TensorType",
     "Graph", "Node", "Loc", "OPS", "OpDef", "AttrSpec", "ShapeResult", "Variadic", "register_op", "verify",
-    "bn_module", "mode_module", "updated_operands", "has_effects", "IRTypeError", "UnknownNodeError",
+    "bn_module", "mode_module", "named_updates", "updated_operands", "has_effects", "IRTypeError",
+    "UnknownNodeError",
 ]

@@ -66,11 +66,15 @@ def check_writable(where: str, arrays: dict[str, np.ndarray | None]) -> None:
             )
 
 
+def values_per_channel(shape: tuple[int, ...]) -> int:
+    """How many values BatchNorm's statistics see per channel (dim 1) of an ``(N, C, *)`` shape."""
+    return math.prod(shape[:1] + tuple(shape[2:]))
+
+
 def check_batch_size(x: np.ndarray, where: str) -> None:
     """Training BN needs more than one value per channel; none at all (an empty batch) is allowed,
     like PyTorch: the output is empty and the running stats stay as they are."""
-    n = math.prod(x.shape[:1] + x.shape[2:])
-    if n == 1:
+    if values_per_channel(x.shape) == 1:
         raise ShapeError(
             f"{where}: expected more than 1 value per channel when training, got input size {shape_of(x)}"
         )
@@ -147,7 +151,7 @@ def batch_norm(
     c = x.shape[1]
     axes = (0,) + tuple(range(2, x.ndim))
     bshape = (1, c) + (1,) * (x.ndim - 2)
-    n = math.prod(x.shape[:1] + x.shape[2:])
+    n = values_per_channel(x.shape)
     if training and n == 0:  # an empty batch has no statistics: nothing to normalize or update
         return np.empty(x.shape, x.dtype)
     if training:
@@ -226,5 +230,6 @@ def checked_batch_norm(
 
 __all__ = [
     "FLOAT_DTYPES", "shape_of", "as_float_input", "dtype_names", "check_writable", "check_batch_size",
-    "check_eps", "check_bn_factors", "linear", "relu", "flatten", "batch_norm", "checked_batch_norm",
+    "values_per_channel", "check_eps", "check_bn_factors", "linear", "relu", "flatten", "batch_norm",
+    "checked_batch_norm",
 ]

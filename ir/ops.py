@@ -14,7 +14,6 @@ source line.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -406,7 +405,7 @@ def _bn_impl(attrs: dict[str, Any], x: np.ndarray, *state: np.ndarray, training:
 
 def _bn_call_check(attrs: dict[str, Any], shape: tuple[int, ...], training: bool) -> None:
     """Batch statistics need more than one value per channel; none at all (an empty batch) is fine."""
-    if (training or not attrs.get("track_running_stats", True)) and math.prod(shape[:1] + shape[2:]) == 1:
+    if (training or not attrs.get("track_running_stats", True)) and nm.values_per_channel(shape) == 1:
         raise ShapeError(f"batch_norm: expected more than 1 value per channel when training, got input "
                          f"of shape {shape}")
 
@@ -464,15 +463,21 @@ register_op(OpDef("add", {}, ("input", "other"), _add_rule, _add_impl))
 
 
 # ------------------------------------------------------------------------------- node queries
-def updated_operands(node: Any) -> tuple[Any, ...]:
-    """The operands ``node`` updates in place when it runs in training mode: those present whose
-    name is in its op's ``effects`` (for a fused op, the union over its parts).  ``()`` for an op
-    without effects or not in the table."""
+def named_updates(node: Any) -> tuple[tuple[str, Any], ...]:
+    """``(operand name, operand)`` for each operand ``node`` updates in place when it runs in
+    training mode: those present whose name is in its op's ``effects`` (a fused op's names are
+    qualified by part: ``batch_norm.running_mean``).  ``()`` for an op without effects or not in
+    the table."""
     opdef = OPS.get(node.op)
     if opdef is None or not opdef.effects:
         return ()
     names = opdef.operand_names(node.attrs, len(node.inputs))
-    return tuple(src for name, src in zip(names, node.inputs) if name in opdef.effects)
+    return tuple((name, src) for name, src in zip(names, node.inputs) if name in opdef.effects)
+
+
+def updated_operands(node: Any) -> tuple[Any, ...]:
+    """The operands ``node`` updates in place when it runs in training mode (see :func:`named_updates`)."""
+    return tuple(src for _, src in named_updates(node))
 
 
 def has_effects(node: Any) -> bool:

@@ -22,7 +22,7 @@ from lazyfuse.errors import DTypeError, InputError, ShapeError, StateError, Unin
 from lazyfuse.frontends import nn
 from lazyfuse.frontends.spec import TensorSpec, unify
 from lazyfuse.ir.graph import Graph, Node
-from lazyfuse.ir.ops import OPS, mode_module, updated_operands
+from lazyfuse.ir.ops import OPS, mode_module, named_updates
 
 from .call_cache import CallCache, input_signature
 
@@ -53,8 +53,8 @@ class CompiledModule:
         # The buffers a train-mode call updates in place (the op table's effects), with the module
         # path whose ``training`` flag decides and the op that updates them (for messages).
         self._updated: list[tuple[str, str | None, str]] = [
-            (operand.attrs["target"], path, _updating_op(n, operand))
-            for n, path in self._moded for operand in updated_operands(n)]
+            (operand.attrs["target"], path, name.rpartition(".")[0] or n.op)  # the op, or fused part
+            for n, path in self._moded for name, operand in named_updates(n)]
         # The ops' checks of the concrete output shape that must pass before anything runs.
         self._call_checks = [(n, mode_module(n), OPS[n.op].call_check) for n in graph.nodes
                              if OPS[n.op].call_check is not None]
@@ -239,15 +239,6 @@ class CompiledModule:
 
 
 _MISSING = object()
-
-
-def _updating_op(node: Node, operand: Node) -> str:
-    """The op of ``node`` that updates ``operand``: its own, or the fused part whose effect it is
-    (fused operand names are qualified: ``batch_norm.running_mean``)."""
-    opdef = OPS[node.op]
-    names = opdef.operand_names(node.attrs, len(node.inputs))
-    name = next(nm for nm, src in zip(names, node.inputs) if src is operand and nm in opdef.effects)
-    return name.rpartition(".")[0] or node.op
 
 
 def _same(a: Any, b: Any) -> bool:

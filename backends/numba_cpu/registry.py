@@ -130,9 +130,11 @@ def serial_violations(templates: tuple[Template, ...]) -> list[str]:
     return problems
 
 
-def _called_names(text: str) -> list[str]:
-    return [n.func.id for n in ast.walk(ast.parse(text))
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+@functools.cache
+def _called_names(text: str) -> tuple[str, ...]:
+    """The plain names ``text`` calls (one parse per function text: several drivers share callees)."""
+    return tuple(n.func.id for n in ast.walk(ast.parse(text))
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name))
 
 
 def unregister_template(name: str) -> None:
