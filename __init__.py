@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _PUBLIC: dict[str, tuple[str, str | None]] = {
     "manual_seed": ("lazyfuse.frontends.nn.init", "manual_seed"),
     "TensorSpec": ("lazyfuse.frontends.spec", "TensorSpec"),
+    "Tensor": ("lazyfuse.frontends.nn.tensor", "Tensor"),
     "Graph": ("lazyfuse.ir.graph", "Graph"),
     "Node": ("lazyfuse.ir.graph", "Node"),
     "trace": ("lazyfuse.frontends.trace", "trace"),

@@ -9,12 +9,14 @@ from .lazy import LazyModuleMixin
 from .linear import LazyLinear, Linear
 from .module import CALL_INTERCEPTOR, IncompatibleKeys, Module, describe, module_path
 from .parameter import Parameter, UninitializedBuffer, UninitializedParameter, is_uninitialized
+from .tensor import Tensor
 
 __all__ = [
     "functional",
     "init",
     "Module",
     "Parameter",
+    "Tensor",
     "UninitializedParameter",
     "UninitializedBuffer",
     "is_uninitialized",

@@ -21,6 +21,7 @@ from . import _undo
 from ._members import StateView, _MemberDict, bound_store
 from .ownership import adopt, bump, describe, hold, module_path, new_owners, new_version
 from .parameter import Parameter, UninitializedParameter, _Uninitialized, is_uninitialized
+from .tensor import as_arrays, as_tensors, input_views
 
 # ``_MemberDict`` stays importable from here (tests check the stores' type).
 __all__ = ["Module", "CALL_INTERCEPTOR", "IncompatibleKeys", "describe", "module_path",
@@ -102,14 +103,22 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run ``forward``.  If the outermost eager call fails, every change it made to modules,
-        parameters, buffers and the random generator is undone before the error propagates."""
+        parameters, buffers and the random generator is undone before the error propagates.
+
+        ``forward`` sees ndarray inputs as :class:`~.tensor.Tensor` (the torch-style methods the
+        tracer accepts); the outermost call returns plain ``np.ndarray`` results."""
         interceptor = CALL_INTERCEPTOR.get()
         if interceptor is not None:
             return interceptor(self, args, kwargs)
+        given, args = args, as_tensors(args)
+        if kwargs:
+            given += tuple(kwargs.values())
+            kwargs = as_tensors(kwargs)
         try:
             if _undo.active():  # a nested call: the outermost one undoes everything on failure
-                return self.forward(*args, **kwargs)
-            return _undo.call_undoable(self.forward, args, kwargs)
+                return as_tensors(self.forward(*args, **kwargs))
+            views = input_views(given, args + tuple(kwargs.values()) if kwargs else args)
+            return as_arrays(_undo.call_undoable(self.forward, args, kwargs), views)
         except TypeError as e:
             if raised_binding_arguments(e, _FORWARD_CALLERS):
                 raise InputError(f"{describe(self)}: forward: {e}") from None

@@ -101,8 +101,10 @@ class Proxy:
             raise trace_error("len() of a 0-d traced value")
         first = self.node.type.shape[0]
         if not isinstance(first, int):
+            # Python's len() must return an int, so a symbolic dim cannot pass through it.
             raise trace_error(f"len() of a traced value whose first dim is symbolic ({first})",
-                              CONTROL_FLOW_HINT)
+                              "use x.shape[0] or x.size(0) instead: they stay symbolic in the graph "
+                              "and run eagerly too")
         return first
 
     # --- recorded operations (methods: see the registry) -------------------------------------
@@ -159,8 +161,21 @@ class Proxy:
                           _functional_hint())
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if func is np.reshape and args and args[0] is self:
+            return self._np_reshape(*args[1:], **kwargs)
         raise trace_error(f"NumPy function {func.__name__} on a traced value is not supported",
-                          _functional_hint())
+                          _functional_hint() + "; of NumPy's own functions the tracer takes np.reshape")
+
+    def _np_reshape(self, shape: Any = None, order: str = "C", *, newshape: Any = None,
+                    copy: Any = None) -> Proxy:
+        """``np.reshape(x, shape)``, as eager NumPy runs it (C order only)."""
+        if order != "C":
+            raise trace_error(f"np.reshape with order={order!r}: only order='C' is traced")
+        shape = newshape if shape is None else shape
+        if shape is None:
+            raise trace_error("np.reshape needs a shape")
+        shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+        return self.tracer.call_method("reshape", method_emitter("reshape"), self, shape, {})
 
     def _unsupported_op(self, other: Any = None) -> Any:
         raise trace_error("this arithmetic on a traced value is not supported (only '+' between values)")
