@@ -73,7 +73,7 @@ def compile(model: Module, *specs: TensorSpec | tuple, backend: str = "cpu",
         ctx.model = model
     optimized = run_passes(graph, pipeline(be), ctx)
     optimized.model = model
-    return CompiledModule(model, optimized, be.build(optimized), tspecs)
+    return CompiledModule(model, optimized, be.build(optimized), tspecs, backend=be.name, rebuild=compile)
 
 
 def summary(model: Module, *specs: TensorSpec | tuple) -> str:

@@ -41,6 +41,16 @@ class CallCache:
     updated: tuple[np.ndarray, ...]
     seen: InputSignature | None = None
     replay: tuple[InputSignature, Callable[[Sequence[np.ndarray]], Any]] | None = None
+    # Each array the model holds (the Parameter objects, not the views in ``state``) with the shape
+    # it was checked at: ``p.shape = ...`` reshapes it in place without moving ``state_version``.
+    shapes: tuple[tuple[np.ndarray, tuple[int, ...]], ...] = ()
+
+    def reshaped(self) -> bool:
+        """Whether a state array's shape changed in place since it was checked."""
+        for a, shape in self.shapes:
+            if a.shape != shape:
+                return True
+        return False
 
     def has_read_only_state(self) -> bool:
         return any(a is not None and not a.flags.writeable for a in self.state.values())

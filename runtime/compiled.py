@@ -12,13 +12,21 @@ small-batch calls cheap.  Inputs are checked against the specs before any state 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from lazyfuse.backends import Executable
-from lazyfuse.errors import DTypeError, InputError, ShapeError, StateError, UninitializedParameterError
+from lazyfuse.errors import (
+    CompileError,
+    DTypeError,
+    InputError,
+    ShapeError,
+    StateError,
+    UninitializedParameterError,
+)
 from lazyfuse.frontends import nn
 from lazyfuse.frontends.spec import TensorSpec, unify
 from lazyfuse.ir.graph import Graph, Node
@@ -28,14 +36,26 @@ from .call_cache import CallCache, input_signature
 
 
 class CompiledModule:
-    """A model compiled for one backend; call it on NumPy arrays like the model itself."""
+    """A model compiled for one backend; call it on NumPy arrays like the model itself.
 
-    def __init__(self, model: Any, graph: Graph, runner: Executable, specs: Sequence[TensorSpec]) -> None:
+    It acts like the module it wraps: ``train()`` / ``eval()`` / ``training``, ``parameters()``,
+    ``buffers()``, ``state_dict()`` and ``load_state_dict()`` act on the model; inputs may be given by
+    ``forward``'s parameter names; pickling stores the model, the specs and the backend name, and
+    loading compiles again (warm from the disk cache).
+    """
+
+    def __init__(self, model: Any, graph: Graph, runner: Executable, specs: Sequence[TensorSpec],
+                 backend: str | None = None, rebuild: Callable[..., CompiledModule] | None = None) -> None:
+        """``backend`` names the backend (for ``repr`` and pickling); ``rebuild(model, *specs,
+        backend=...)`` compiles again when a pickle is loaded (``lazyfuse.compile`` passes itself)."""
         self.model = model
         self.graph = graph
         self.runner = runner
         self.specs = tuple(specs)
+        self.backend = backend
+        self._rebuild = rebuild
         self._inputs: list[Node] = graph.inputs
+        self._input_names = input_names(model, graph)
         self._input_checks = [(node, node.type.dtype.numpy,
                                f"compiled {graph.name}: input '{node.name}' (#{node.attrs['index']})")
                               for node in self._inputs]
@@ -73,17 +93,73 @@ class CompiledModule:
         return self.runner.source
 
     def __repr__(self) -> str:
-        specs = ", ".join(str(n.type) for n in self._inputs)
-        return f"<CompiledModule {self.graph.name}({specs}) backend={type(self.runner).__name__}>"
+        backend = self.backend if self.backend is not None else type(self.runner).__name__
+        specs = ", ".join(f"{name}: {n.type}" for name, n in zip(self._input_names, self._inputs))
+        model = repr(self.model).replace("\n", "\n  ")
+        return f"CompiledModule(\n  backend={backend!r},\n  specs=({specs}),\n  model={model}\n)"
+
+    def __reduce__(self) -> tuple:
+        if self._rebuild is None:
+            raise CompileError(f"compiled {self.graph.name} cannot be pickled: it was not built by "
+                               "lazyfuse.compile; pickle the model and compile it again after loading")
+        return (_recompile, (self._rebuild, self.model, self.specs, self.backend))
+
+    # ---------------------------------------------------------------- the module it wraps
+    @property
+    def training(self) -> bool:
+        """The wrapped model's ``training`` flag (a call follows each BatchNorm's own flag)."""
+        return self.model.training
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        self.model.training = mode
+
+    def train(self, mode: bool = True) -> CompiledModule:
+        """``model.train(mode)``; returns this compiled module."""
+        self.model.train(mode)
+        return self
+
+    def eval(self) -> CompiledModule:
+        """``model.eval()``; returns this compiled module."""
+        self.model.eval()
+        return self
+
+    def parameters(self, recurse: bool = True) -> Iterator[Any]:
+        return self.model.parameters(recurse)
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Any]]:
+        return self.model.named_parameters(prefix, recurse)
+
+    def buffers(self, recurse: bool = True) -> Iterator[np.ndarray]:
+        return self.model.buffers(recurse)
+
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+        return self.model.named_buffers(prefix, recurse)
+
+    def modules(self) -> Iterator[Any]:
+        return self.model.modules()
+
+    def named_modules(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        return self.model.named_modules(*args, **kwargs)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """The wrapped model's ``state_dict`` (the arrays the compiled calls use)."""
+        return self.model.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True) -> Any:
+        """Load into the wrapped model; the next call uses the loaded arrays."""
+        return self.model.load_state_dict(state_dict, strict)
 
     # ---------------------------------------------------------------------------------- calling
-    def __call__(self, *arrays: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+    def __call__(self, *arrays: Any, **named: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        if named:
+            arrays = self._by_position(arrays, named)
         cache = self._cache
         # Replay (inline: this is the per-call cost at small batch): the model is unchanged since
         # the last call, every input is an ndarray like the last call's and the buffers the call
         # updates are still writable (a flag changes in place, unseen), so every check holds.
         replay = cache.replay if cache is not None else None
-        if replay is not None and cache.version == self.model.state_version:
+        if replay is not None and cache.version == self.model.state_version and not cache.reshaped():
             sig, bound = replay
             if len(arrays) == len(sig):
                 for a, (shape, strides, dtype) in zip(arrays, sig):
@@ -113,6 +189,24 @@ class CompiledModule:
                 cache.replay = (signature, self._bind(inputs, cache.state, cache.training))
         return result
 
+    def _by_position(self, arrays: tuple, named: dict[str, Any]) -> tuple:
+        """Keyword inputs put in ``forward``'s parameter order."""
+        names = self._input_names
+        where = f"compiled {self.graph.name}({', '.join(names)})"
+        given = dict(zip(names, arrays))
+        if len(arrays) > len(names):
+            raise InputError(f"{where} takes {len(names)} input(s), got {len(arrays)} positional")
+        for name, value in named.items():
+            if name not in names:
+                raise InputError(f"{where}: unexpected keyword input {name!r}")
+            if name in given:
+                raise InputError(f"{where}: input {name!r} given twice (by position and by name)")
+            given[name] = value
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise InputError(f"{where}: missing input(s) {', '.join(map(repr, missing))}")
+        return tuple(given[n] for n in names)
+
     def _bind(self, inputs: list[np.ndarray], state: dict[str, np.ndarray],
               training: dict[str | None, bool]) -> Callable[[Sequence[np.ndarray]], Any]:
         """The runner's call with ``state`` and ``training`` fixed, for inputs like ``inputs``."""
@@ -127,13 +221,14 @@ class CompiledModule:
         while the model's ``state_version`` is unchanged (one integer compare), else fetched anew."""
         version = self.model.state_version if self._tracked else None  # read before fetching
         cache = self._cache
-        if cache is not None and version is not None and cache.version == version:
+        if cache is not None and version is not None and cache.version == version and not cache.reshaped():
             return cache
         self._check_modules()
         training = {path: self._module(path).training for _, path in self._moded}
-        state = self._gather_state()
+        state, held = self._gather_state()
         cache = CallCache(version, state, training,
-                          tuple(state[t] for t, path, _ in self._updated if training[path]))
+                          tuple(state[t] for t, path, _ in self._updated if training[path]),
+                          shapes=tuple((a, a.shape) for a in held))
         if self._tracked:
             self._cache = cache
         return cache
@@ -204,8 +299,9 @@ class CompiledModule:
                                      f"{name} is now {now_text}, compiled with {value!r}; compile the "
                                      "model again")
 
-    def _gather_state(self) -> dict[str, np.ndarray]:
-        state = {}
+    def _gather_state(self) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+        """The arrays by target (plain ndarray views) and the objects the model holds."""
+        state, held = {}, []
         for path, entries in self._state_groups.items():
             owner = self.model.get_submodule(path)  # one submodule walk per owner per fetch
             views = {kind: owner.local_state(kind) for kind in ("parameter", "buffer")}
@@ -216,7 +312,8 @@ class CompiledModule:
                 if arr is None or arr.dtype != dtype or arr.shape != shape:
                     self._state_error(owner, node, name, name in local, value)
                 state[node.attrs["target"]] = arr
-        return state
+                held.append(value)
+        return state, held
 
     def _state_error(self, owner: Any, node: Node, name: str, registered: bool, value: Any) -> None:
         """Raise the error for a param/buffer that is missing, uninitialized or no longer matches."""
@@ -239,6 +336,27 @@ class CompiledModule:
 
 
 _MISSING = object()
+
+
+def _recompile(rebuild: Callable[..., CompiledModule], model: Any, specs: tuple, backend: str | None
+               ) -> CompiledModule:
+    """Unpickling a :class:`CompiledModule`: compile the unpickled model again."""
+    return rebuild(model, *specs, backend=backend)
+
+
+def input_names(model: Any, graph: Graph) -> tuple[str, ...]:
+    """The names inputs may be given by: ``forward``'s first positional parameters (the ones the
+    specs were traced for), else the graph's input names."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (AttributeError, TypeError, ValueError):
+        params = []
+    positional = [p.name for p in params
+                  if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= len(graph.inputs) and all(
+            p.kind is not inspect.Parameter.POSITIONAL_ONLY for p in params[:len(graph.inputs)]):
+        return tuple(positional[:len(graph.inputs)])
+    return tuple(n.name for n in graph.inputs)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -21,6 +21,7 @@ from . import _undo
 from ._members import StateView, _MemberDict, bound_store
 from .ownership import adopt, bump, describe, hold, module_path, new_owners, new_version
 from .parameter import Parameter, UninitializedParameter, _Uninitialized, is_uninitialized
+from .placement import to_arguments
 from .tensor import as_arrays, as_tensors, input_views
 
 # ``_MemberDict`` stays importable from here (tests check the stores' type).
@@ -392,16 +393,20 @@ class Module:
         """Equivalent to ``train(False)``."""
         return self.train(False)
 
-    def to(self, dtype: Any = None) -> Module:
-        """Convert floating-point parameters and buffers to ``dtype`` (float32 or float64; ``None``:
-        no change).
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """Like torch's ``to(device=None, dtype=None, non_blocking=False)``, ``to(dtype)`` and
+        ``to(array)``: convert floating-point parameters and buffers to ``dtype`` (float32 or
+        float64; ``None``: no change).  The device may be ``"cpu"`` (arrays live in host memory:
+        nothing moves); a CUDA device is a :class:`ConfigError` pointing at ``backend="cuda"``.
 
         Arrays are replaced by converted copies (NumPy cannot change an array's dtype in place);
         ``num_batches_tracked`` stays int64.
         """
+        where = f"{describe(self)}: to"
+        dtype = to_arguments(where, args, kwargs)
         if dtype is None:  # like torch's ``.to()`` without a dtype
             return self
-        dt = _check_float_dtype(dtype, f"{describe(self)}: to")
+        dt = _check_float_dtype(dtype, where)
         for mod in self.modules():
             for store in (mod._parameters, mod._buffers):
                 for name, value in store.items():
