@@ -24,14 +24,49 @@ def _fmt(n: int | None) -> str:
     return "?" if n is None else f"{n:,}"
 
 
+def _ancestors(path: str) -> list[str]:
+    """``"a.b.c"`` -> ``["a", "a.b"]``: the containers around a module path, outermost first."""
+    parts = path.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _module_types(graph: Graph) -> dict[str, str]:
+    """Module path -> class name, from the model the graph was traced from (if it is still there)."""
+    named = getattr(graph.model, "named_modules", None)
+    try:
+        return {path: type(mod).__name__ for path, mod in named()} if callable(named) else {}
+    except Exception:  # a model that cannot list its modules: rows say only what the graph knows
+        return {}
+
+
 def graph_summary(graph: Graph) -> str:
-    rows = [("Module", "Type", "Output", "Params")]
-    for node in graph.nodes:
-        if node.module is None or node.op in SOURCE_OPS or node.op == "output":
-            continue
-        params = [i for i in dict.fromkeys(node.inputs) if i.op == "param"]
-        rows.append((node.module or "(root)", node.module_type or node.op,
-                     "?" if node.type is None else str(node.type), _fmt(_count(params))))
+    """One row per module call (``path:Type`` nodes) and, before its first child, one per container
+    (a module whose own forward was traced), with the type of the last value computed inside it and
+    the parameters of everything below it.  Functions called inside a forward count for their
+    container's output but get no row of their own."""
+    nodes = [n for n in graph.nodes
+             if n.module is not None and n.op not in SOURCE_OPS and n.op != "output"]
+    last: dict[str, Node] = {}  # per container: the last node computed inside it
+    for node in nodes:
+        scopes = _ancestors(node.module) + ([node.module] if node.module_type is None else [])
+        for scope in scopes:
+            last[scope] = node
+    types = _module_types(graph)
+    params = [p for p in graph.params() if p.op == "param"]
+    rows, seen = [("Module", "Type", "Output", "Params")], set()
+    for node in nodes:
+        scopes = _ancestors(node.module) + ([node.module] if node.module_type is None else [])
+        for scope in scopes:
+            if scope and scope not in seen:
+                seen.add(scope)
+                inside = [p for p in params if p.attrs["target"].startswith(scope + ".")]
+                out = last[scope].type
+                rows.append((scope, types.get(scope, ""), "?" if out is None else str(out),
+                             _fmt(_count(inside))))
+        if node.module_type is not None:
+            own = [i for i in dict.fromkeys(node.inputs) if i.op == "param"]
+            rows.append((node.module or "(root)", node.module_type,
+                         "?" if node.type is None else str(node.type), _fmt(_count(own))))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
 
     def line(r: tuple[str, ...]) -> str:

@@ -118,3 +118,35 @@ class Functional(nn.Module):  # nn.functional with the module's own arrays
 
     def forward(self, x):
         return F.relu(F.linear(x, self.fc.weight, self.fc.bias))
+
+
+class Stem(nn.Module):
+    """A container whose forward ends in a functional relu (issue #16's labelling report)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.LazyLinear(4)
+        self.bn = nn.LazyBatchNorm1d()
+
+    def forward(self, x):
+        return F.relu(self.bn(self.fc(x)))
+
+
+class ResBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return x + F.relu(self.fc(x))
+
+
+class StemNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = Stem()
+        self.block = ResBlock()
+        self.head = nn.Sequential(nn.Linear(4, 2))
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)))

@@ -59,3 +59,19 @@ def test_summary_reports_inference_errors_and_changes_nothing():
     with pytest.raises(InferenceError, match="symbol L"):
         lf.summary(model, ("N", 3, "L"))
     assert_same(before, snapshot(model))
+
+
+def test_containers_come_before_their_children_with_everything_below_them():
+    model = M.StemNet()
+    text = lf.summary(model, ("N", 3))
+    rows = [line.split() for line in text.splitlines()[3:-2]]
+    assert rows == [
+        ["stem", "Stem", "f32[N,4]", "24"],  # inferred from the spec, nothing allocated
+        ["stem.fc", "LazyLinear", "f32[N,4]", "16"],
+        ["stem.bn", "LazyBatchNorm1d", "f32[N,4]", "8"],
+        ["block", "ResBlock", "f32[N,4]", "20"],  # its output is the residual add's
+        ["block.fc", "Linear", "f32[N,4]", "20"],
+        ["head", "Sequential", "f32[N,2]", "10"],
+        ["head.0", "Linear", "f32[N,2]", "10"],
+    ]
+    assert nn.is_uninitialized(model.stem.fc.weight)

@@ -502,3 +502,23 @@ def test_a_lazy_module_without_a_layout_is_a_trace_error():
 
     with pytest.raises(TraceError, match="param 'w' of LazyScale is uninitialized and its layout is unknown"):
         lf.trace(LazyScale(), ("N", 3))
+
+
+def test_a_function_called_inside_a_module_records_where_not_what():
+    """``path:Type`` marks a module's own call; a function in its forward carries the path only."""
+    import models_for_tests as M
+
+    graph = lf.trace(M.StemNet(), ("N", 3))
+    by_name = {n.name: n for n in graph.nodes}
+    assert (by_name["stem_fc"].module, by_name["stem_fc"].module_type) == ("stem.fc", "LazyLinear")
+    relu = by_name["relu"]
+    assert (relu.module, relu.module_type) == ("stem", None)
+    line = next(ln for ln in str(graph).splitlines() if "= relu(%stem_bn)" in ln)
+    assert line.endswith(" stem") and ":Stem" not in line
+    from lazyfuse.passes.manager import PassContext, run_passes
+
+    model = M.StemNet()
+    fused = run_passes(lf.infer_shapes(lf.trace(model, ("N", 3))), ["fuse"], PassContext(model=model))
+    (node,) = [n for n in fused.nodes if n.op == "fused_linear_bn_relu"]
+    assert node.module_type == "LazyLinear+LazyBatchNorm1d+relu"
+    assert node.attrs["modules"] == ("stem.fc", "stem.bn", "stem")

@@ -109,8 +109,10 @@ class Tracer:
         ttype = self._result_type(op, attrs, ins, nominal)
         node = self.graph.create_node(
             op, ins, dict(attrs), ttype, name=name, loc=user_loc(),
+            # A module's call is that module (``fc1:Linear``); a function called inside a module's
+            # forward only records where it was called (``fc1``, no type).
             module=path if path else None,
-            module_type=type(owner).__name__ if owner is not None and path else None,
+            module_type=type(owner).__name__ if module is not None and path else None,
         )
         return Proxy(node, self)
 
