@@ -2,6 +2,11 @@
 
 ``render_file(graph, "mlp.svg")`` writes ``.svg``, ``.png``, ``.dot`` or ``.html``; pass the traced
 graph as ``traced=`` to mark the lazy dims that shape inference resolved (``256*``).
+
+Fonts (see :mod:`lazyfuse.viz.dot_style`): an SVG (and the HTML page) is laid out with DejaVu Sans
+metrics and declares ``DejaVu Sans`` first, then narrower fallbacks, so its text fits whichever of
+them a viewer has; a PNG, whose text Graphviz draws itself, is laid out in Helvetica (graphviz-pure
+draws it with its built-in Arimo, which has Helvetica's widths).  A ``.dot`` file is the SVG's source.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from lazyfuse.errors import LazyFuseError
 from lazyfuse.ir.graph import Graph
 
 from .build_dot import graph_to_dot
+from .dot_style import PNG_FONTS, SVG_FONTS
 from .html import svg_to_html
 from .marks import lazy_marks
 from .render import GraphvizError, GraphvizNotFoundError, find_dot, run_dot
@@ -29,12 +35,12 @@ def render(graph: Graph, fmt: str, traced: Graph | None = None, title: str | Non
         raise LazyFuseError(f"unsupported output format {fmt!r}; expected one of "
                             f"{', '.join('.' + f for f in OUTPUT_FORMATS)}")
     title = title if title is not None else f"@{graph.name}"
-    dot = graph_to_dot(graph, traced=traced, title=title)
+    if fmt == "png":
+        return run_dot(graph_to_dot(graph, traced=traced, title=title, fonts=PNG_FONTS), "png")
+    dot = graph_to_dot(graph, traced=traced, title=title, fonts=SVG_FONTS)
     if fmt == "dot":
         return dot.encode("utf-8")
-    if fmt == "png":
-        return run_dot(dot, "png")
-    svg = run_dot(dot, "svg").decode("utf-8")
+    svg = SVG_FONTS.declare(run_dot(dot, "svg").decode("utf-8"))
     if fmt == "svg":
         return svg.encode("utf-8")
     marks = lazy_marks(traced, graph) if traced is not None else {}

@@ -23,7 +23,7 @@ from lazyfuse.ir.graph import STATE_OPS, Graph, Node
 from lazyfuse.ir.ops import OPS
 from lazyfuse.ir.types import TensorType
 
-from .dot_style import CATEGORIES, FONT, FUSED, MONO, attr_summary, category_of
+from .dot_style import CATEGORIES, FUSED, SVG_FONTS, Fonts, attr_summary, category_of
 from .marks import NO_MARKS, Marks, format_type, fused_parts, lazy_marks
 
 __all__ = ["graph_to_dot", "dot_quote", "VizStyle"]
@@ -55,8 +55,10 @@ class _Box:
 class VizStyle(DotStyle):
     """The styled picture as a :class:`lazyfuse.ir.dot.DotStyle` (the walk is :func:`ir_graph_to_dot`)."""
 
-    def __init__(self, graph: Graph, marks: dict[str, Marks], title: str | None, show_legend: bool) -> None:
+    def __init__(self, graph: Graph, marks: dict[str, Marks], title: str | None, show_legend: bool,
+                 fonts: Fonts = SVG_FONTS) -> None:
         self.g = graph
+        self.fonts = fonts
         self.marks = marks
         self.title = title
         self.show_legend = show_legend
@@ -90,10 +92,9 @@ class VizStyle(DotStyle):
         if summary:
             rows.append(f'<tr><td align="left"><font point-size="10">{_h(summary)}</font></td></tr>')
         for r in self._state_rows(box):
-            rows.append(f'<tr><td align="left"><font point-size="9" color="#475569" face="{MONO}">'
+            rows.append(f'<tr><td align="left"><font point-size="9" color="#475569" face="{self.fonts.mono}">'
                         f'{_h(r)}</font></td></tr>')
-        table = '<table border="0" cellborder="0" cellspacing="0" cellpadding="1">'
-        return "<" + table + "".join(rows) + "</table>>"
+        return _table(rows)
 
     def _box_line(self, box: _Box) -> str:
         st = CATEGORIES[category_of(box.op)]
@@ -106,8 +107,9 @@ class VizStyle(DotStyle):
             return None  # drawn as rows of the op that uses them
         if node.op == "input":
             ident = new_id()
-            label = (f'<<b>input</b> {_h("%" + node.name)}<br/><font point-size="10" face="{MONO}">'
-                     f"{_h(self._type(node))}</font>>")
+            label = _table([f'<tr><td><b>input</b> {_h("%" + node.name)}</td></tr>',
+                            f'<tr><td><font point-size="10" face="{self.fonts.mono}">'
+                            f"{_h(self._type(node))}</font></td></tr>"])
             st = CATEGORIES["io"]
             line = (f'{ident} [label={label}, fillcolor="{st.fill}", color="{st.border}", '
                     f'shape=box, style="rounded,filled,bold", '
@@ -159,8 +161,11 @@ class VizStyle(DotStyle):
             lines.append(f'  {ids[k - 1]} -> {ids[k]} [style=dashed, color="{FUSED.border}"{label}];')
         # The fused op's name sits in a badge beside the first part, where no edge crosses it.
         badge = new_id()
-        label = (f'<<b>{_h(node.op)}</b><br/><font face="{MONO}" point-size="10">{_h("%" + node.name)}</font>'
-                 f'<br/><font point-size="9" color="{FUSED.border}">one kernel, {len(parts)} ops</font>>')
+        label = _table([f"<tr><td><b>{_h(node.op)}</b></td></tr>",
+                        f'<tr><td><font face="{self.fonts.mono}" point-size="10">{_h("%" + node.name)}</font>'
+                        "</td></tr>",
+                        f'<tr><td><font point-size="9" color="{FUSED.border}">one kernel, {len(parts)} ops'
+                        "</font></td></tr>"])
         lines.append(f"  {badge} [shape=plain, style=solid, label={label}, "
                      f"tooltip={dot_quote(node.format())}];")
         lines.append(f"  {{rank=same; {badge}; {ids[0]};}}")
@@ -177,18 +182,19 @@ class VizStyle(DotStyle):
 
     def cluster_attrs(self, path: tuple[str, ...]) -> str:
         return (f'label={dot_quote(".".join(path))}; style="rounded,dashed"; color="#94a3b8"; '
-                f'fontcolor="#475569"; fontsize=10; fontname="{FONT}";')
+                f'fontcolor="#475569"; fontsize=10; fontname="{self.fonts.sans}";')
 
     def edge_label(self, src: Node, dst: Node, pos: int) -> str | None:
         return " " + self._type(src)
 
     def defaults(self, graph: Graph) -> list[str]:
-        return [f'graph [rankdir=TB, nodesep=0.35, ranksep=0.4, pad=0.25, fontname="{FONT}", '
+        sans, mono = self.fonts.sans, self.fonts.mono
+        return [f'graph [rankdir=TB, nodesep=0.35, ranksep=0.4, pad=0.25, fontname="{sans}", '
                 f'fontsize=13, labelloc=t, labeljust=l, bgcolor="white"'
                 + (f", label={dot_quote(self.title)}" if self.title else "") + "];",
-                f'node [shape=box, style="rounded,filled", fontname="{FONT}", fontsize=11, penwidth=1.3, '
+                f'node [shape=box, style="rounded,filled", fontname="{sans}", fontsize=11, penwidth=1.3, '
                 'margin="0.14,0.06"];',
-                f'edge [fontname="{MONO}", fontsize=9, color="#64748b", fontcolor="#334155", '
+                f'edge [fontname="{mono}", fontsize=9, color="#64748b", fontcolor="#334155", '
                 'arrowsize=0.7];']
 
     def trailer(self, graph: Graph) -> list[str]:
@@ -213,13 +219,20 @@ class VizStyle(DotStyle):
             notes.append(("?", "lazy dim, not resolved yet"))
         if self.any_marks:
             notes.append(("256*", "lazy after tracing, resolved by shape inference"))
+        mono = self.fonts.mono
         for sym, text in notes:
-            rows.append(f'<tr><td align="right"><font face="{MONO}" point-size="9">{_h(sym)}</font></td>'
+            rows.append(f'<tr><td align="right"><font face="{mono}" point-size="9">{_h(sym)}</font></td>'
                         f'<td align="left">{_h(text)}</td></tr>')
         table = ('<<table border="0" cellborder="0" cellspacing="3" cellpadding="2">'
                  '<tr><td colspan="2" align="left"><b>legend</b></td></tr>' + "".join(rows) + "</table>>")
         return [f'legend [shape=box, style="rounded,filled", fillcolor="#ffffff", color="#cbd5e1", '
                 f'fontsize=10, label={table}, tooltip="legend"];']
+
+
+def _table(rows: list[str]) -> str:
+    """An HTML-like label of ``rows`` (``<tr>`` s): rows keep a little air between lines of text,
+    where ``<br/>`` lines would let one line's descenders touch the next line's capitals."""
+    return '<<table border="0" cellborder="0" cellspacing="0" cellpadding="1">' + "".join(rows) + "</table>>"
 
 
 def _parent_path(module: str | None) -> tuple[str, ...]:
@@ -261,7 +274,11 @@ def _part_types(parts: tuple[str, ...], node: Node, spans: list[tuple[int, int]]
 
 
 def graph_to_dot(graph: Graph, traced: Graph | None = None, title: str | None = None,
-                 legend: bool = True) -> str:
-    """DOT text for ``graph``; with ``traced`` (the graph as traced), resolved lazy dims get a ``*``."""
+                 legend: bool = True, fonts: Fonts = SVG_FONTS) -> str:
+    """DOT text for ``graph``; with ``traced`` (the graph as traced), resolved lazy dims get a ``*``.
+
+    ``fonts``: what the text is laid out with (:data:`~lazyfuse.viz.dot_style.SVG_FONTS`, the
+    default, for an SVG; :data:`~lazyfuse.viz.dot_style.PNG_FONTS` for a PNG that Graphviz draws).
+    """
     marks = lazy_marks(traced, graph) if traced is not None else {}
-    return ir_graph_to_dot(graph, VizStyle(graph, marks, title, legend))
+    return ir_graph_to_dot(graph, VizStyle(graph, marks, title, legend, fonts))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,10 +11,57 @@ from lazyfuse.ir.ops import OPS
 from lazyfuse.ir.printer import format_value
 from lazyfuse.ir.types import UNKNOWN
 
-__all__ = ["Style", "CATEGORIES", "FUSED", "FONT", "MONO", "category_of", "attr_summary"]
+__all__ = ["Style", "CATEGORIES", "FUSED", "Fonts", "SVG_FONTS", "PNG_FONTS", "FONT", "MONO", "category_of",
+           "attr_summary"]
 
-FONT = "Helvetica"
-MONO = "Courier"
+
+@dataclass(frozen=True)
+class Fonts:
+    """The fonts of a picture.
+
+    ``sans`` and ``mono`` are the ``fontname`` s Graphviz lays text out with: it places every text
+    run at a position computed from that font's character widths (graphviz-pure from built-in
+    width tables, which exist for a few families only: Times, Helvetica/Arial, Courier, DejaVu
+    Sans, Verdana, ...; any other name is measured as Times).  ``sans_family`` and ``mono_family``
+    are the CSS font-family lists the SVG then declares for them (``None``: keep what Graphviz
+    wrote).  Every font in a list must be at most as wide as the one the text was laid out with,
+    or a viewer that picks it draws runs into each other and text out of its box.
+    """
+
+    sans: str
+    mono: str
+    sans_family: str | None = None
+    mono_family: str | None = None
+
+    def declare(self, svg: str) -> str:
+        """``svg`` (Graphviz output laid out with these fonts) with each text's font-family list."""
+        lists = {self.sans.lower(): self.sans_family, self.mono.lower(): self.mono_family}
+
+        def family(m: re.Match[str]) -> str:
+            new = lists.get(m.group(2).split(",")[0].strip().strip("'\"").lower())
+            return m.group(0) if new is None else f"{m.group(1)}{new}{m.group(3)}"
+
+        return re.sub(r'(font-family=")([^"]*)(")', family, svg)
+
+
+# SVG (and the HTML page around it): laid out with DejaVu Sans, the widest common sans-serif font
+# that Graphviz has metrics for, and the one Linux viewers (rsvg, cairosvg, Inkscape, browsers)
+# substitute for a font they lack.  The fallbacks are narrower: Bitstream Vera Sans has the same
+# widths; Arial, Helvetica (and their metric twins Liberation Sans, Arimo) average 12% narrower,
+# 16% in bold (a few characters, J and _ among them, are wider, but no ordinary label is made of
+# them), so with any of them the text still fits, with a little more room.  Verdana is left out on
+# purpose: it is wider than DejaVu Sans (3% on average, more in bold).  Monospaced text is laid out
+# with Courier (0.600 em per character): Cousine, Liberation Mono and Courier New have those
+# widths, Consolas is narrower; DejaVu Sans Mono and Menlo are 0.602 em, 0.3% wider, which the
+# boxes' margins hold (a mono run is always the last on its line).
+SVG_FONTS = Fonts("DejaVu Sans", "Courier",
+                  "DejaVu Sans,Bitstream Vera Sans,Arial,Helvetica,sans-serif",
+                  "DejaVu Sans Mono,Menlo,Consolas,Liberation Mono,Courier New,monospace")
+# PNG: Graphviz draws the text itself, in the font it measured (graphviz-pure has Arimo and Cousine
+# built in, with Helvetica's and Courier's widths; it has no DejaVu and would draw Times instead).
+PNG_FONTS = Fonts("Helvetica", "Courier")
+FONT = SVG_FONTS.sans
+MONO = SVG_FONTS.mono
 
 
 @dataclass(frozen=True)
