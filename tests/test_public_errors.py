@@ -88,3 +88,71 @@ def test_a_wrong_argument_error_is_also_the_builtin_users_expect() -> None:
         lf.TensorSpec(("N", 0))
     with pytest.raises(TypeError):
         lf.TensorSpec(("N", 4), dtype="int64")
+
+
+# ----------------------------------------------------------------- state untouched by a mistake
+def _bits(model: nn.Module) -> tuple:
+    """Everything a mistake must not change, bit for bit: classes, flags, sizes, array identities,
+    shapes, dtypes and bytes."""
+    mods = [(p, type(m), m.training, vars(m).get("in_features"), vars(m).get("num_features"))
+            for p, m in model.named_modules()]
+    arrays = []
+    for p, m in model.named_modules():
+        for kind in ("parameter", "buffer"):
+            for k, v in m.local_state(kind).items():
+                raw = None if v is None or nn.is_uninitialized(v) else (v.shape, v.dtype, v.tobytes())
+                arrays.append((p, k, id(v), type(v), raw))
+    return mods, arrays
+
+
+def _lazy_model() -> nn.Module:
+    lf.manual_seed(0)
+    return nn.Sequential(nn.LazyLinear(3), nn.LazyBatchNorm1d(), nn.ReLU())
+
+
+def _compiled_lazy(model: nn.Module) -> Any:
+    return lf.compile(model, lf.TensorSpec(("N", 4)), backend="reference")  # materializes it
+
+
+# (setup: model -> what the mistake is made on, mistake: (that, bad value) -> anything)
+STATEFUL_ENTRY_POINTS: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any], Any]]] = {
+    "Module.__call__": (lambda m: m, lambda m, v: m(v)),
+    "Module.__call__(keyword)": (lambda m: m, lambda m, v: m(input=v)),
+    "Module.__call__(eval)": (lambda m: m.eval(), lambda m, v: m(v)),
+    "Module.train": (lambda m: m, lambda m, v: m.train(v)),
+    "Module.to": (lambda m: m, lambda m, v: m.to(v)),
+    "Module.to(device)": (lambda m: m, lambda m, v: m.to(device=v)),
+    "Module.to(device, dtype)": (lambda m: m, lambda m, v: m.to("cpu", v)),
+    "Module.load_state_dict": (lambda m: m, lambda m, v: m.load_state_dict(v)),
+    "Module.load_state_dict(entry)": (
+        lambda m: m, lambda m, v: m.load_state_dict({**m.state_dict(), "0.bias": v})),
+    "trace(spec)": (lambda m: m, lambda m, v: lf.trace(m, v)),
+    "summary(spec)": (lambda m: m, lambda m, v: lf.summary(m, v)),
+    "compile(spec)": (lambda m: m, lambda m, v: lf.compile(m, v, backend="reference")),
+    "compile(backend)": (lambda m: m, lambda m, v: lf.compile(m, ("N", 4), backend=v)),
+    "CompiledModule(input)": (_compiled_lazy, lambda cm, v: cm(v)),
+    "CompiledModule(keyword)": (_compiled_lazy, lambda cm, v: cm(x=v)),
+    "CompiledModule(eval)": (lambda m: _compiled_lazy(m).eval(), lambda cm, v: cm(v)),
+    "CompiledModule.train": (_compiled_lazy, lambda cm, v: cm.train(v)),
+    "CompiledModule.load_state_dict": (_compiled_lazy, lambda cm, v: cm.load_state_dict(v)),
+    "Tensor.view": (lambda m: m, lambda m, v: np.ones((2, 4), np.float32).view(lf.Tensor).view(v)),
+    "Tensor.size": (lambda m: m, lambda m, v: np.ones((2, 4), np.float32).view(lf.Tensor).size(v)),
+    "Tensor.flatten": (lambda m: m, lambda m, v: np.ones((2, 4), np.float32).view(lf.Tensor).flatten(v)),
+}
+
+
+@pytest.mark.parametrize(("entry", "value"),
+                         list(itertools.product(STATEFUL_ENTRY_POINTS, range(len(BAD_VALUES)))),
+                         ids=lambda x: x if isinstance(x, str) else repr(BAD_VALUES[x])[:20])
+def test_a_mistake_leaves_parameters_and_buffers_bit_identical(entry: str, value: int) -> None:
+    setup, mistake = STATEFUL_ENTRY_POINTS[entry]
+    model = _lazy_model()
+    target = setup(model)
+    model = target.model if isinstance(target, lf.CompiledModule) else model
+    before = _bits(model)
+    try:
+        mistake(target, BAD_VALUES[value])
+    except LazyFuseError:
+        assert _bits(model) == before, f"{entry}({BAD_VALUES[value]!r}) raised but changed the model"
+    except Exception as exc:  # noqa: BLE001 - the point of the test
+        pytest.fail(f"{entry}({BAD_VALUES[value]!r}) raised a bare {type(exc).__name__}: {exc}")

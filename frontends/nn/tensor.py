@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from lazyfuse.errors import ShapeError
+from lazyfuse.errors import ConfigError, InputError, ShapeError
 from lazyfuse.ir import numpy_math as _math
 
 from ._checks import check_dim
@@ -73,7 +73,11 @@ class Tensor(np.ndarray):
         """torch's ``flatten(start_dim=0, end_dim=-1)`` (a view when possible); with ``order`` or a
         string first argument, NumPy's ``flatten(order)`` (always a copy)."""
         if order is not None or isinstance(start_dim, str):
-            return np.ndarray.flatten(self, order if order is not None else start_dim)
+            order = order if order is not None else start_dim
+            if order not in ("C", "F", "A", "K"):
+                raise ConfigError(f"flatten: order must be one of 'C', 'F', 'A', 'K' (NumPy's flatten), "
+                                  f"got {order!r}; torch's flatten takes ints: flatten(start_dim, end_dim)")
+            return np.ndarray.flatten(self, order)
         s, e = check_dim("flatten", "start_dim", start_dim), check_dim("flatten", "end_dim", end_dim)
         return _math.flatten(self, s, e, "flatten")
 
@@ -81,7 +85,11 @@ class Tensor(np.ndarray):
         """torch's ``view(*shape)`` (ints, one ``-1``; never copies); with a dtype or an array type,
         NumPy's ``view``."""
         if kwargs or not _is_shape_arg(args):
-            return np.ndarray.view(self, *args, **kwargs)
+            try:
+                return np.ndarray.view(self, *args, **kwargs)
+            except (TypeError, ValueError) as exc:
+                raise InputError(f"view: expected ints (a shape: torch's view) or a dtype / ndarray type "
+                                 f"(NumPy's view), got {', '.join(map(repr, args))}: {exc}") from None
         shape = tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
         try:
             out = self.reshape(shape)
