@@ -79,7 +79,14 @@ class StateError(LazyFuseError, ValueError):
     is gone, or a buffer the call updates in place is read-only."""
 
 
+class CacheWarning(RuntimeWarning):
+    """An on-disk cache lazyfuse uses could not be used as it was: a cache dir that cannot be
+    written (compiled code is not kept for the next process) or a corrupt entry (dropped and
+    rebuilt).  lazyfuse still runs correctly, perhaps slower to start."""
+
+
 __all__ = [
+    "CacheWarning",
     "LazyFuseError",
     "ConfigError",
     "ShapeError",

@@ -13,6 +13,7 @@ small-batch calls cheap.  Inputs are checked against the specs before any state 
 from __future__ import annotations
 
 import inspect
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -33,6 +34,11 @@ from lazyfuse.ir.graph import Graph, Node
 from lazyfuse.ir.ops import OPS, mode_module, named_updates
 
 from .call_cache import CallCache, input_signature
+
+# Held by every call that updates buffers in place (train-mode BatchNorm), on every backend.  One
+# lock for the process, not one per compiled module: the arrays belong to the model, and two
+# compiled modules of one model (other specs, or compiled twice) would mix their updates.
+TRAIN_LOCK = threading.Lock()
 
 
 class CompiledModule:
@@ -169,7 +175,10 @@ class CompiledModule:
                 else:
                     if not cache.updated or all(b.flags.writeable for b in cache.updated):
                         try:
-                            return bound(arrays)
+                            if not cache.updated:
+                                return bound(arrays)
+                            with TRAIN_LOCK:
+                                return bound(arrays)
                         except Exception:
                             # Read-only arrays the call only reads fail the cpu backend's argument
                             # typing before anything runs; the checked call below copies them.
@@ -180,7 +189,11 @@ class CompiledModule:
         cache = self._current_state()
         self._run_call_checks(bindings, cache.training)
         self._check_writable(cache.state, cache.training)
-        result = self.runner.run(inputs, cache.state, cache.training)
+        if cache.updated:
+            with TRAIN_LOCK:
+                result = self.runner.run(inputs, cache.state, cache.training)
+        else:
+            result = self.runner.run(inputs, cache.state, cache.training)
         if self._tracked and all(type(a) is np.ndarray and a is b for a, b in zip(arrays, inputs)):
             signature = input_signature(inputs)
             if cache.seen != signature:

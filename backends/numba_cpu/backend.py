@@ -31,8 +31,6 @@ class NumbaCPUExecutable:
         self._slots = [(i, gen.args[i][1]) for i in self._inputs]
         self._small = self.module.small
         self._serial = self.module.run_s
-        # Train-mode calls update running stats in place: one at a time per compiled graph.
-        self._state_lock = threading.Lock()
         self._first_call_lock = threading.Lock()
         self._compiled: set[str] = set()
 
@@ -47,12 +45,12 @@ class NumbaCPUExecutable:
 
     def run(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
             training: Mapping[str | None, bool]) -> np.ndarray | tuple[np.ndarray, ...]:
-        args, mutates, _ = self._build_args(inputs, state, training)
+        args, _, _ = self._build_args(inputs, state, training)
         name = self.entry([args[i] for i in self._inputs])
         fn = getattr(self.module, name)
         if name not in self._compiled:
-            return self._first_call(name, fn, args, mutates)
-        return self._call(fn, args, mutates)
+            return self._first_call(name, fn, args)
+        return self._call(fn, args)
 
     def bind(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
              training: Mapping[str | None, bool]) -> Callable[[Sequence[np.ndarray]], np.ndarray | tuple]:
@@ -70,7 +68,7 @@ class NumbaCPUExecutable:
         if fn is self._serial and not mutates and self._slots == [(0, 0)]:
             rest = tuple(args[1:])
             return lambda arrays: fn(arrays[0], *rest)
-        return lambda arrays: self._call(fn, self._with_inputs(args, arrays), mutates)
+        return lambda arrays: self._call(fn, self._with_inputs(args, arrays))
 
     def _with_inputs(self, args: list, inputs: Sequence[np.ndarray]) -> list:
         """A copy of the argument list ``args`` with ``inputs`` in the input positions."""
@@ -105,26 +103,21 @@ class NumbaCPUExecutable:
                 args.append(flag)
         return args, mutates, copied
 
-    def _call(self, fn, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
+    def _call(self, fn, args: list) -> np.ndarray | tuple[np.ndarray, ...]:
+        # Train-mode calls are serialized by ``CompiledModule`` (lazyfuse.runtime.compiled).
         if fn is self._serial:  # starts no parallel region: no guard against the workqueue layer
-            if not mutates:
-                return fn(*args)
-            with self._state_lock:
-                return fn(*args)
-        if mutates:
-            with self._state_lock, threads.call_guard():
-                return fn(*args)
+            return fn(*args)
         with threads.call_guard():
             return fn(*args)
 
-    def _first_call(self, name: str, fn, args: list, mutates: bool) -> np.ndarray | tuple[np.ndarray, ...]:
+    def _first_call(self, name: str, fn, args: list) -> np.ndarray | tuple[np.ndarray, ...]:
         """The call that compiles (or loads) ``name``: never concurrently with another process
         compiling the same file, and the cache is marked whole only after it succeeded."""
         with self._first_call_lock:
             if name in self._compiled:
-                return self._call(fn, args, mutates)
+                return self._call(fn, args)
             with first_call(self.path):
-                result = self._call(fn, args, mutates)
+                result = self._call(fn, args)
             self._compiled.add(name)
             return result
 

@@ -29,9 +29,10 @@ mid-size MLPWithBN calls many times slower: each short GEMM ran against the work
 from the epilogue before it.
 
 Thread counts are left alone (all cores for both pools).  Concurrency: every call allocates its
-own intermediates (no shared scratch); train-mode calls of one compiled graph are serialized by
-the executable (they update running stats in place); on ``omp``/``tbb`` eval calls run
-concurrently (the kernels release the GIL).
+own intermediates (no shared scratch); train-mode calls are serialized by ``CompiledModule``, with
+one lock for the process (they update running stats in place, and two compiled modules of one
+model update the same arrays); on ``omp``/``tbb`` eval calls run concurrently (the kernels release
+the GIL).
 """
 
 from __future__ import annotations
