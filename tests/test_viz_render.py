@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 from marks import needs_graphviz
+from test_cli import _command
 
 try:
     import cairocffi
@@ -58,14 +56,6 @@ def _dejavu_missing() -> str | None:
 
 pytestmark = [needs_graphviz, pytest.mark.skipif(_dejavu_missing() is not None,
                                                  reason=str(_dejavu_missing()))]
-
-
-def _command() -> list[str]:
-    exe = Path(sys.executable).parent / "lazyfuse"
-    if exe.is_file():
-        return [str(exe)]
-    found = shutil.which("lazyfuse")
-    return [found] if found else [sys.executable, "-m", "lazyfuse"]
 
 
 @pytest.fixture(scope="module")
