@@ -410,6 +410,13 @@ def _bn_call_check(attrs: dict[str, Any], shape: tuple[int, ...], training: bool
                          f"of shape {shape}")
 
 
+def _reshape_call_check(attrs: dict[str, Any], shape: tuple[int, ...], training: bool) -> None:
+    """A ``-1`` is ambiguous for an input of 0 elements: refused, as torch and NumPy refuse it."""
+    if -1 in attrs["shape"] and 0 in shape:
+        raise ShapeError(f"reshape/view: cannot reshape an input of 0 "
+                         f"elements into shape {list(attrs['shape'])}: the -1 could be any size")
+
+
 def _flatten_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False) -> np.ndarray:
     if x.ndim == 0:  # the shape rule gives f32[1] for a 0-d input whatever the dims
         return x.reshape(1)
@@ -458,7 +465,8 @@ register_op(OpDef(
 register_op(OpDef("relu", {}, ("input",), _relu_rule, _relu_impl))
 register_op(OpDef("flatten", {"start_dim": AttrSpec("int", 1), "end_dim": AttrSpec("int", -1)}, ("input",),
                   _flatten_rule, _flatten_impl))
-register_op(OpDef("reshape", {"shape": AttrSpec("shape")}, ("input",), _reshape_rule, _reshape_impl))
+register_op(OpDef("reshape", {"shape": AttrSpec("shape")}, ("input",), _reshape_rule, _reshape_impl,
+                  call_check=_reshape_call_check))
 register_op(OpDef("add", {}, ("input", "other"), _add_rule, _add_impl))
 
 

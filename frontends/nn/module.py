@@ -107,16 +107,18 @@ class Module:
         parameters, buffers and the random generator is undone before the error propagates.
 
         ``forward`` sees ndarray inputs as :class:`~.tensor.Tensor` (the torch-style methods the
-        tracer accepts); the outermost call returns plain ``np.ndarray`` results."""
+        tracer accepts); the outermost call takes them in C order (a non-C-contiguous one is copied,
+        as a compiled call copies it) and returns plain ``np.ndarray`` results."""
         interceptor = CALL_INTERCEPTOR.get()
         if interceptor is not None:
             return interceptor(self, args, kwargs)
-        given, args = args, as_tensors(args)
+        outer = not _undo.active()  # a nested call: the outermost one undoes everything on failure
+        given, args = args, as_tensors(args, contiguous=outer)
         if kwargs:
             given += tuple(kwargs.values())
-            kwargs = as_tensors(kwargs)
+            kwargs = as_tensors(kwargs, contiguous=outer)
         try:
-            if _undo.active():  # a nested call: the outermost one undoes everything on failure
+            if not outer:
                 return as_tensors(self.forward(*args, **kwargs))
             views = input_views(given, args + tuple(kwargs.values()) if kwargs else args)
             return as_arrays(_undo.call_undoable(self.forward, args, kwargs), views)

@@ -92,7 +92,7 @@ class Tensor(np.ndarray):
                                  f"(NumPy's view), got {', '.join(map(repr, args))}: {exc}") from None
         shape = tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
         try:
-            out = self.reshape(shape)
+            out = np.ndarray.reshape(self, shape)
         except ValueError:
             raise ShapeError(f"view: shape {list(shape)} is invalid for input of shape "
                              f"{tuple(self.shape)}") from None
@@ -100,6 +100,19 @@ class Tensor(np.ndarray):
             raise ShapeError(f"view: input of shape {tuple(self.shape)} and strides {self.strides} "
                              f"cannot be viewed as {list(shape)} without a copy; use .reshape(...)")
         return out
+
+    def reshape(self, *args: Any, **kwargs: Any) -> Any:
+        """NumPy's ``reshape`` (torch's takes the same ints and ``-1``); an impossible shape is a
+        :class:`ShapeError` (a ``-1`` for an input of 0 elements too, as in torch)."""
+        try:
+            return np.ndarray.reshape(self, *args, **kwargs)
+        except ValueError as exc:
+            shape = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+            raise ShapeError(f"reshape: shape {list(shape)} is invalid for input of shape "
+                             f"{tuple(self.shape)} ({exc})") from None
+        except TypeError as exc:
+            raise InputError(f"reshape: expected ints (the new shape), got "
+                             f"{', '.join(map(repr, args))}: {exc}") from None
 
     def relu(self) -> Any:
         """``max(x, 0)`` elementwise (NaN propagates), as ``nn.functional.relu``."""
@@ -123,15 +136,19 @@ def _plain(args: tuple) -> tuple:
     return tuple(_plain_one(a) for a in args)
 
 
-def as_tensors(value: Any) -> Any:
-    """``value`` with plain ndarrays (also inside tuples, lists and dicts) viewed as :class:`Tensor`."""
+def as_tensors(value: Any, contiguous: bool = False) -> Any:
+    """``value`` with plain ndarrays (also inside tuples, lists and dicts) viewed as :class:`Tensor`;
+    with ``contiguous``, a non-C-contiguous one is copied to C order first (a model's inputs, taken
+    by value as a compiled module takes them, so that ``view`` behaves the same in both)."""
     t = type(value)
-    if t is np.ndarray:
+    if t is np.ndarray or (contiguous and t is Tensor):
+        if contiguous and not value.flags.c_contiguous:
+            value = np.ascontiguousarray(value)
         return value.view(Tensor)
     if t is tuple or t is list:
-        return t(as_tensors(v) for v in value)
+        return t(as_tensors(v, contiguous) for v in value)
     if t is dict:
-        return {k: as_tensors(v) for k, v in value.items()}
+        return {k: as_tensors(v, contiguous) for k, v in value.items()}
     return value
 
 
