@@ -61,6 +61,16 @@ def test_fused_nodes_are_clusters_of_their_original_ops(mlp_optimized) -> None:
     assert "legend" in dot and "fused kernel" in dot
 
 
+def test_a_function_inside_a_module_shows_where_it_ran_not_a_class() -> None:
+    import models_for_tests as M
+
+    r = build_stage(M.StemNet(), [lf.TensorSpec(("N", 3))], "optimized")
+    dot = graph_to_dot(r.graph, traced=r.traced)
+    assert "stem.fc : LazyLinear" in dot and "stem.bn : LazyBatchNorm1d" in dot
+    assert ": relu" not in dot and ": add" not in dot  # F.relu in stem's forward is not a module
+    assert "<b>relu</b>  <font" in dot
+
+
 def test_module_paths_become_clusters() -> None:
     r = build_stage(DynamicNetwork(), [lf.TensorSpec(("N", 20))], "inferred")
     dot = graph_to_dot(r.graph, traced=r.traced)

@@ -148,7 +148,10 @@ class VizStyle(DotStyle):
         for k, (op, (a, b)) in enumerate(zip(parts, spans)):
             attrs = part_attrs(op, node.attrs)
             module = modules[k] or None
-            box = _Box(new_id(), op, attrs, module, classes[k] or None,
+            # A part that was a function call carries its op name as its "class" (fuse joins
+            # ``module_type or op``): like an unfused function call it shows only where it ran.
+            cls = classes[k] if classes[k] and classes[k] != op else None
+            box = _Box(new_id(), op, attrs, module, cls,
                        f"{node.name}[{k}]", [i for i in node.inputs[a:b] if i.op in STATE_OPS],
                        f"{op} inside fused %{node.name} (module {module or '-'})\n{node.format()}",
                        Marks(frozenset(), frozenset(k2 for k2 in marks.attrs if k2 in attrs)))
