@@ -22,7 +22,7 @@ from ._members import StateView, _MemberDict, bound_store
 from .ownership import adopt, bump, describe, hold, module_path, new_owners, new_version
 from .parameter import Parameter, UninitializedParameter, _Uninitialized, is_uninitialized
 from .placement import to_arguments
-from .tensor import as_arrays, as_tensors, input_views
+from .tensor import Tensor, as_arrays, as_tensors, input_views
 
 # ``_MemberDict`` stays importable from here (tests check the stores' type).
 __all__ = ["Module", "CALL_INTERCEPTOR", "IncompatibleKeys", "describe", "module_path",
@@ -113,13 +113,21 @@ class Module:
         if interceptor is not None:
             return interceptor(self, args, kwargs)
         outer = not _undo.active()  # a nested call: the outermost one undoes everything on failure
-        given, args = args, as_tensors(args, contiguous=outer)
-        if kwargs:
-            given += tuple(kwargs.values())
-            kwargs = as_tensors(kwargs, contiguous=outer)
         try:
             if not outer:
-                return as_tensors(self.forward(*args, **kwargs))
+                if len(args) == 1 and not kwargs and type(args[0]) is Tensor:  # the usual nested call
+                    out = self.forward(*args)
+                    return out.view(Tensor) if type(out) is np.ndarray else as_tensors(out)
+                return as_tensors(self.forward(*as_tensors(args), **as_tensors(kwargs)))
+            if len(args) == 1 and not kwargs and type(args[0]) is np.ndarray:  # the usual call
+                a = args[0]
+                t = (a if a.flags.c_contiguous else np.ascontiguousarray(a)).view(Tensor)
+                out = _undo.call_undoable(self.forward, (t,), kwargs)
+                return a if out is t else np.asarray(out) if type(out) is Tensor else as_arrays(out, [(t, a)])
+            given, args = args, as_tensors(args, contiguous=True)
+            if kwargs:
+                given += tuple(kwargs.values())
+                kwargs = as_tensors(kwargs, contiguous=True)
             views = input_views(given, args + tuple(kwargs.values()) if kwargs else args)
             return as_arrays(_undo.call_undoable(self.forward, args, kwargs), views)
         except TypeError as e:

@@ -17,7 +17,7 @@ and ``x.flatten(order="F")`` are NumPy's, ``x.flatten(1)`` is torch's; ``x.view(
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -129,7 +129,7 @@ class Tensor(np.ndarray):
 
 
 def _plain_one(value: Any) -> Any:
-    return value.view(np.ndarray) if type(value) is Tensor else value
+    return np.asarray(value) if type(value) is Tensor else value
 
 
 def _plain(args: tuple) -> tuple:
@@ -146,13 +146,13 @@ def as_tensors(value: Any, contiguous: bool = False) -> Any:
             value = np.ascontiguousarray(value)
         return value.view(Tensor)
     if t is tuple or t is list:
-        return t(as_tensors(v, contiguous) for v in value)
+        return t([as_tensors(v, contiguous) for v in value])  # (a list comprehension: calls are hot)
     if t is dict:
         return {k: as_tensors(v, contiguous) for k, v in value.items()}
     return value
 
 
-def as_arrays(value: Any, inputs: tuple = ()) -> Any:
+def as_arrays(value: Any, inputs: Sequence[tuple[Any, Any]] = ()) -> Any:
     """``value`` with :class:`Tensor`\\ s (also inside tuples, lists and dicts) viewed as ``np.ndarray``;
     a Tensor that is one of ``inputs`` (pairs of the call's Tensor view and the array it views) is
     given back as that very array, so ``Identity()(x) is x`` as in torch."""
@@ -161,14 +161,14 @@ def as_arrays(value: Any, inputs: tuple = ()) -> Any:
         for view, original in inputs:
             if value is view:
                 return original
-        return value.view(np.ndarray)
+        return np.asarray(value)
     if t is tuple or t is list:
-        return t(as_arrays(v, inputs) for v in value)
+        return t([as_arrays(v, inputs) for v in value])
     if t is dict:
         return {k: as_arrays(v, inputs) for k, v in value.items()}
     return value
 
 
-def input_views(args: tuple, wrapped: tuple) -> tuple:
+def input_views(args: tuple, wrapped: tuple) -> list[tuple[Any, Any]]:
     """The (Tensor view, original array) pairs of a call whose ``args`` became ``wrapped``."""
-    return tuple((w, a) for a, w in zip(args, wrapped) if w is not a)
+    return [(w, a) for a, w in zip(args, wrapped) if w is not a]
