@@ -7,7 +7,8 @@ runs without the ``fuse`` pass.
 
 from lazyfuse.errors import IRTypeError, UnknownNodeError
 
-from . import fused_ops as _fused_ops  # noqa: F401 - registers the fused ops
+from . import conv_ops as _conv_ops  # noqa: F401 - registers conv2d and max_pool2d
+from . import fused_ops as _fused_ops  # noqa: F401 - registers the fused ops (after the ops they fuse)
 from .graph import Graph, Loc, Node
 from .ops import (
     OPS,

@@ -35,6 +35,11 @@ FUSED_OPS: dict[str, tuple[str, ...]] = {
     "fused_linear_bn": ("linear", "batch_norm"),
     "fused_linear_relu": ("linear", "relu"),
     "fused_bn_relu": ("batch_norm", "relu"),
+    "fused_conv_bn_relu": ("conv2d", "batch_norm", "relu"),
+    "fused_conv_bn": ("conv2d", "batch_norm"),
+    "fused_conv_relu": ("conv2d", "relu"),
+    # max(relu(v)) == relu(max(v)): the pool kernel applies the ReLU to each window's max.
+    "fused_relu_max_pool2d": ("relu", "max_pool2d"),
 }
 
 EdgeRule = Callable[[TensorType], "str | None"]

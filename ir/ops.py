@@ -169,6 +169,7 @@ _KIND_CHECKS: dict[str, Callable[[Any], bool]] = {
     "str?": lambda v: v is None or isinstance(v, str),
     "shape": lambda v: isinstance(v, tuple) and all(is_dim(d) and d is not UNKNOWN for d in v),
     "strs": lambda v: isinstance(v, tuple) and all(isinstance(s, str) for s in v),
+    "ints": lambda v: isinstance(v, tuple) and all(_is_int(d) and d >= 0 for d in v),
     "any": lambda v: True,
 }
 
@@ -263,12 +264,12 @@ def _linear_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
 
 def _bn_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
     x = ts[0]
-    if x.rank not in (2, 3):
-        raise InferenceError(f"batch_norm: expected an input of shape (N,C) or (N,C,L), got {x}")
+    if x.rank not in (2, 3, 4):
+        raise InferenceError(f"batch_norm: expected an input of shape (N,C), (N,C,L) or (N,C,H,W), got {x}")
     c = resolve_lazy("batch_norm num_features",
                      [("num_features", attrs["num_features"]), ("input dim 1", x.shape[1])]
                      + [(f"operand {i} dim 0", t.shape[0]) for i, t in enumerate(ts[1:5], 1) if t.rank == 1],
-                     "LazyBatchNorm1d's num_features")
+                     "a lazy BatchNorm's num_features")
     refined: dict[int, TensorType] = {}
     names = _bn_operands(attrs)
     for i, (name, t) in enumerate(zip(names[1:], ts[1:]), 1):

@@ -88,8 +88,8 @@ def test_batch_norm_resolves_num_features(affine, track):
 def test_batch_norm_lazy_dim_from_symbol_and_bad_rank():
     with pytest.raises(InferenceError, match="symbol C"):
         infer_node("batch_norm", bn(Q), [t(N, Sym("C"))] + bn_operands(Q))
-    with pytest.raises(InferenceError, match=r"\(N,C\) or \(N,C,L\)"):
-        infer_node("batch_norm", bn(3), [t(N, 3, 4, 5)] + bn_operands(3))
+    with pytest.raises(InferenceError, match=r"\(N,C\), \(N,C,L\) or \(N,C,H,W\)"):
+        infer_node("batch_norm", bn(3), [t(N, 3, 4, 5, 6)] + bn_operands(3))
     with pytest.raises(InferenceError, match="expected 3 .*got 4"):
         infer_node("batch_norm", bn(3), [t(N, 4)] + bn_operands(3))
     with pytest.raises(InferenceError, match="num_batches_tracked"):
