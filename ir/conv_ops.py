@@ -41,8 +41,8 @@ def _conv_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
     _same_dtype("conv2d", ts)
     h, wd = _spatial("conv2d", x)
     if w.rank != 4:
-        raise InferenceError(f"conv2d: expected a weight of shape (out_channels, in_channels/groups, kh, kw), "
-                             f"got {w}")
+        raise InferenceError("conv2d: expected a weight of shape (out_channels, in_channels/groups, kh, "
+                             f"kw), got {w}")
     g, out_c = attrs["groups"], attrs["out_channels"]
     kh, kw = attrs["kernel_size"]
     if g < 1 or out_c % g:
@@ -77,7 +77,8 @@ def _conv_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
 def _pool_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
     x = ts[0]
     h, w = _spatial("max_pool2d", x)
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (attrs[k] for k in ("kernel_size", "stride", "padding", "dilation"))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (attrs[k] for k in ("kernel_size", "stride", "padding",
+                                                                  "dilation"))
     if min(kh, kw, sh, sw, dh, dw) < 1:
         raise InferenceError(f"max_pool2d: kernel_size, stride and dilation must be >= 1, got "
                              f"{attrs['kernel_size']}, {attrs['stride']}, {attrs['dilation']}")

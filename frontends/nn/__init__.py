@@ -2,13 +2,15 @@
 
 from . import functional, init
 from .activation import Identity, ReLU
-from .batchnorm import BatchNorm1d, LazyBatchNorm1d
+from .batchnorm import BatchNorm1d, BatchNorm2d, LazyBatchNorm1d, LazyBatchNorm2d
 from .container import ModuleList, Sequential
+from .conv import Conv2d, LazyConv2d
 from .flatten import Flatten
 from .lazy import LazyModuleMixin
 from .linear import LazyLinear, Linear
 from .module import CALL_INTERCEPTOR, IncompatibleKeys, Module, describe, module_path
 from .parameter import Parameter, UninitializedBuffer, UninitializedParameter, is_uninitialized
+from .pooling import MaxPool2d
 from .tensor import Tensor
 
 __all__ = [
@@ -25,6 +27,11 @@ __all__ = [
     "LazyLinear",
     "BatchNorm1d",
     "LazyBatchNorm1d",
+    "BatchNorm2d",
+    "LazyBatchNorm2d",
+    "Conv2d",
+    "LazyConv2d",
+    "MaxPool2d",
     "ReLU",
     "Identity",
     "Flatten",

@@ -1,4 +1,6 @@
-"""``BatchNorm1d`` and ``LazyBatchNorm1d`` over ``(N, C)`` or ``(N, C, L)`` inputs."""
+"""``BatchNorm1d`` / ``LazyBatchNorm1d`` over ``(N, C)`` or ``(N, C, L)`` inputs and ``BatchNorm2d`` /
+``LazyBatchNorm2d`` over ``(N, C, H, W)``: one implementation, the classes differ in the ranks
+they accept."""
 
 from __future__ import annotations
 
@@ -20,13 +22,24 @@ _STAT_KINDS = {"weight": "parameter", "bias": "parameter", "running_mean": "buff
 _STAT_NAMES = tuple(_STAT_KINDS)
 
 
-class BatchNorm1d(Module):
-    """PyTorch's BatchNorm1d: per-channel normalization with learnable affine and running stats.
+class _BatchNorm(Module):
+    """Per-channel (dim 1) normalization with learnable affine and running stats, like PyTorch.
 
     Train mode normalizes with the batch's biased variance and feeds the unbiased one into
     ``running_var``; ``momentum=None`` uses a cumulative average (factor ``1/num_batches_tracked``).
     Eval mode uses the running stats (batch stats when ``track_running_stats=False``).
+    Subclasses set ``input_ranks``, the input ranks they accept.
     """
+
+    input_ranks: tuple[int, ...] = ()
+
+    @classmethod
+    def rank_problem(cls, ndim: int) -> str | None:
+        """torch's message for an input of rank ``ndim`` this class does not take (else ``None``);
+        the tracer's emitter raises the same one."""
+        if ndim in cls.input_ranks:
+            return None
+        return f"expected {' or '.join(f'{r}D' for r in cls.input_ranks)} input (got {ndim}D input)"
 
     def __init__(
         self,
@@ -124,8 +137,9 @@ class BatchNorm1d(Module):
         eps, momentum = check_eps(where, self.eps), check_momentum(where, self.momentum)
         state = self._state(where)
         x = F.as_float_input(input, where, self._state_dtype(state, where))
-        if x.ndim not in (2, 3):
-            raise ShapeError(f"{where}: expected 2D or 3D input (got {x.ndim}D input)")
+        problem = self.rank_problem(x.ndim)
+        if problem is not None:
+            raise ShapeError(f"{where}: {problem}")
         if self._uses_batch_stats(state["running_mean"], state["running_var"]):
             F.check_batch_size(x, where)
         return x, state, eps, momentum
@@ -192,16 +206,28 @@ class BatchNorm1d(Module):
         )
 
 
-class LazyBatchNorm1d(LazyModuleMixin, BatchNorm1d):
-    """A :class:`BatchNorm1d` whose ``num_features`` is read from the first input's dim 1.
+class BatchNorm1d(_BatchNorm):
+    """PyTorch's BatchNorm1d over ``(N, C)`` or ``(N, C, L)`` inputs (statistics over N and L)."""
+
+    input_ranks = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """PyTorch's BatchNorm2d over ``(N, C, H, W)`` inputs (statistics over N, H and W)."""
+
+    input_ranks = (4,)
+
+
+class _LazyBatchNorm(LazyModuleMixin):
+    """The lazy side of the batch norms: ``num_features`` is read from the first input's dim 1.
 
     Until then ``num_features == 0`` and weight/bias/running stats are placeholders
     (``num_batches_tracked`` is a real 0-d array, like PyTorch).  Loading a state_dict with real
     arrays resolves it and, unlike PyTorch, sets ``num_features`` from the loaded shapes.  Unlike
     PyTorch, a first call that fails (for example one sample in train mode) leaves the module lazy.
+    Placed before the concrete class: ``class LazyBatchNorm1d(_LazyBatchNorm, BatchNorm1d)``.
     """
 
-    cls_to_become = BatchNorm1d
     # With affine=False and track_running_stats=False there is no array to read it from: then
     # static materialization takes it from the op's inferred attribute.
     lazy_dims = {"num_features": dict.fromkeys(_STAT_NAMES, 0)}
@@ -218,7 +244,7 @@ class LazyBatchNorm1d(LazyModuleMixin, BatchNorm1d):
     ) -> None:
         Module.__init__(self)
         self.num_features = 0
-        self._configure("LazyBatchNorm1d", eps, momentum, affine, track_running_stats)
+        self._configure(type(self).__name__, eps, momentum, affine, track_running_stats)
         dt = _check_float_dtype(dtype, type(self).__name__)
         self._register_state(
             lambda: UninitializedParameter(dt),
@@ -274,3 +300,17 @@ class LazyBatchNorm1d(LazyModuleMixin, BatchNorm1d):
             shapes = ", ".join(f"{prefix}{n}: {tuple(a.shape)}" for n, a in real.items())
             raise StateDictError(f"inconsistent num_features for {describe(self)}: {shapes}")
         return {"num_features": sizes.pop()}
+
+
+class LazyBatchNorm1d(_LazyBatchNorm, BatchNorm1d):
+    """A :class:`BatchNorm1d` whose ``num_features`` is read from the first input's dim 1 (see
+    :class:`_LazyBatchNorm`)."""
+
+    cls_to_become = BatchNorm1d
+
+
+class LazyBatchNorm2d(_LazyBatchNorm, BatchNorm2d):
+    """A :class:`BatchNorm2d` whose ``num_features`` is read from the first input's dim 1 (see
+    :class:`_LazyBatchNorm`)."""
+
+    cls_to_become = BatchNorm2d

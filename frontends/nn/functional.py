@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lazyfuse.errors import DTypeError, ShapeError
+from lazyfuse.ir import conv_math as _conv_math
 from lazyfuse.ir import numpy_math as _math
 from lazyfuse.ir.numpy_math import (  # noqa: F401 - re-exported: layers call them as F.<name>
     FLOAT_DTYPES,
@@ -29,6 +30,7 @@ from lazyfuse.ir.numpy_math import shape_of as _shape
 
 from . import _undo
 from ._checks import check_dim
+from ._conv_args import ConvArgs, PoolArgs, conv_args, pool_args
 
 # The math itself is shared with the op table's reference impls (lazyfuse.ir.numpy_math).
 _linear = _math.linear
@@ -117,3 +119,103 @@ def batch_norm(
     """
     return _math.checked_batch_norm(input, running_mean, running_var, weight, bias, training,
                                     momentum, eps, before_write=_undo.save_array)
+
+
+# ---------------------------------------------------------------------------------------- conv2d
+def _input_4d(input: Any, where: str, dtype: np.dtype | None = None, what: str = "module's") -> np.ndarray:
+    """A float32/float64 ``(N, C, H, W)`` array; the 2-D ops take batched inputs only."""
+    x = as_float_input(input, where, dtype, what)
+    if x.ndim != 4:
+        raise ShapeError(_not_4d(where, _shape(x)))
+    return x
+
+
+def _not_4d(where: str, shape: tuple) -> str:
+    """The message for an input of ``shape`` (ints, or a traced value's dims) that is not 4-D."""
+    hint = ""
+    if len(shape) == 3:
+        hint = "; unbatched (C, H, W) inputs are not supported: add the batch dim (x[None])"
+    text = f"({shape[0]},)" if len(shape) == 1 else f"({', '.join(map(str, shape))})"
+    return f"{where}: expected a 4D input (N, C, H, W), got input of shape {text}{hint}"
+
+
+def _check_conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, args: ConvArgs,
+                  where: str) -> None:
+    """The checks every conv2d call makes on a 4-D input and weight of one dtype: channels, bias,
+    and that the dilated kernel fits the padded input."""
+    c = weight.shape[1] * args.groups
+    if x.shape[1] != c:
+        raise ShapeError(
+            f"{where}: expected input with {c} channels at dim 1 (weight of shape {_shape(weight)}, "
+            f"groups={args.groups}), got input of shape {_shape(x)}"
+        )
+    if bias is not None:
+        if bias.dtype != weight.dtype:
+            want, got = dtype_names(weight.dtype, bias.dtype)
+            raise DTypeError(f"{where}: expected bias of dtype {want} (like weight), got {got}")
+        if bias.shape != (weight.shape[0],):
+            raise ShapeError(f"{where}: expected bias of shape ({weight.shape[0]},) (out_channels), "
+                             f"got {_shape(bias)}")
+    pt, pb, pl, pr = args.padding
+    padded = (x.shape[2] + pt + pb, x.shape[3] + pl + pr)
+    span = tuple(d * (k - 1) + 1 for k, d in zip(weight.shape[2:], args.dilation))
+    if span[0] > padded[0] or span[1] > padded[1]:
+        raise ShapeError(
+            f"{where}: kernel size {_shape(weight)[2:]} (dilated: {span}) can't be greater than the "
+            f"padded input size {padded}, got input of shape {_shape(x)}"
+        )
+
+
+def _conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, args: ConvArgs) -> np.ndarray:
+    return _conv_math.conv2d(x, weight, bias, args.stride, args.padding, args.dilation, args.groups)
+
+
+@_overridable
+def conv2d(input: Any, weight: np.ndarray, bias: np.ndarray | None = None, stride: Any = 1,
+           padding: Any = 0, dilation: Any = 1, groups: int = 1) -> np.ndarray:
+    """2-D cross-correlation of ``input`` (N, C, H, W) with ``weight`` (O, C/groups, kh, kw).
+
+    ``stride`` / ``dilation``: an int or a pair; ``padding``: an int, a pair, ``"valid"`` or
+    ``"same"`` (stride 1 only; an even kernel pads one more at the bottom / right, like torch).
+    """
+    where = "conv2d"
+    w = np.asarray(weight)
+    if w.dtype not in FLOAT_DTYPES:
+        raise DTypeError(f"{where}: expected a float32 or float64 weight, got dtype {w.dtype}")
+    x = _input_4d(input, where, w.dtype, what="weight's")
+    if w.ndim != 4:
+        raise ShapeError(f"{where}: expected a 4D weight (out_channels, in_channels/groups, kh, kw), "
+                         f"got shape {_shape(w)}")
+    args = conv_args(where, tuple(w.shape[2:]), stride, padding, dilation, groups, out_channels=w.shape[0])
+    b = None if bias is None else np.asarray(bias)
+    _check_conv2d(x, w, b, args, where)
+    return _conv2d(x, w, b, args)
+
+
+# ---------------------------------------------------------------------------------------- max_pool2d
+def _check_max_pool2d(x: np.ndarray, args: PoolArgs, where: str) -> None:
+    ho, wo = (_conv_math.pool_out_size(size, k, s, p, d, args.ceil_mode) for size, k, s, p, d in
+              zip(x.shape[2:], args.kernel_size, args.stride, args.padding, args.dilation))
+    if ho < 1 or wo < 1:
+        raise ShapeError(
+            f"{where}: output size ({ho}, {wo}) is too small, got input of shape {_shape(x)} "
+            f"(kernel_size={args.kernel_size}, stride={args.stride}, padding={args.padding}, "
+            f"dilation={args.dilation})"
+        )
+
+
+def _max_pool2d(x: np.ndarray, args: PoolArgs) -> np.ndarray:
+    return _conv_math.max_pool2d(x, args.kernel_size, args.stride, args.padding, args.dilation,
+                                 args.ceil_mode)
+
+
+@_overridable
+def max_pool2d(input: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+               ceil_mode: bool = False, return_indices: bool = False) -> np.ndarray:
+    """Max over each ``kernel_size`` window of ``input`` (N, C, H, W); ``stride=None`` means
+    ``kernel_size``, padding is ``-inf`` (at most half the kernel), NaN propagates."""
+    where = "max_pool2d"
+    args = pool_args(where, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+    x = _input_4d(input, where)
+    _check_max_pool2d(x, args, where)
+    return _max_pool2d(x, args)

@@ -1,4 +1,4 @@
-"""Shared machinery of lazy modules (``LazyLinear``, ``LazyBatchNorm1d``).
+"""Shared machinery of lazy modules (``LazyLinear``, ``LazyBatchNorm1d``, ``LazyConv2d``, ...).
 
 A lazy module holds :class:`UninitializedParameter` / :class:`UninitializedBuffer` placeholders and a
 zero size attribute until its size is known: from the first eager input, from static shape
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lazyfuse.errors import ConfigError
+from lazyfuse.ir.types import dim_mul
 
 from .module import describe
 from .parameter import is_uninitialized
@@ -79,15 +80,28 @@ class LazyModuleMixin:
             shape = list(shapes[name])
             for dim, axes in self.lazy_dims.items():
                 if name in axes:
-                    shape[axes[name]] = dims.get(dim)
+                    size = dims.get(dim)
+                    shape[axes[name]] = None if size is None else size // self.lazy_scale(dim)
             out[name] = tuple(shape)
         return out
 
     def dims_from_shapes(self, name: str, shape: tuple) -> dict[str, object]:
-        """The lazy sizes array ``name`` of shape ``shape`` determines (the entries of ``shape``,
-        which may be ``None`` or symbolic; ``None`` where ``shape`` is too short)."""
-        return {dim: (shape[axes[name]] if axes[name] < len(shape) else None)
-                for dim, axes in self.lazy_dims.items() if name in axes}
+        """The lazy sizes array ``name`` of shape ``shape`` determines (the entries of ``shape``
+        times :meth:`lazy_scale`, which may be ``None`` or symbolic; ``None`` where ``shape`` is
+        too short)."""
+        out: dict[str, object] = {}
+        for dim, axes in self.lazy_dims.items():
+            if name in axes:
+                entry = shape[axes[name]] if axes[name] < len(shape) else None
+                scale = self.lazy_scale(dim)
+                out[dim] = entry if entry is None or scale == 1 else dim_mul(entry, scale)
+        return out
+
+    def lazy_scale(self, dim: str) -> int:
+        """How many units of size ``dim`` one entry along its array axes stands for: 1, except
+        where the axis holds a fraction of the size (a grouped convolution's weight axis 1 is
+        ``in_channels / groups``)."""
+        return 1
 
     # subclass hooks -------------------------------------------------------------------------
     def _dims_from_input(self, *args: Any, **kwargs: Any) -> dict[str, int]:

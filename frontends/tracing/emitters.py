@@ -65,11 +65,16 @@ def _linear(tr: Tracer, m: Any, x: Proxy) -> Built:
     return [x.node, w, b], attrs
 
 
-@traces_module(nn.BatchNorm1d, nn.LazyBatchNorm1d, op="batch_norm", nominal=same_as_input)
+@traces_module(nn.BatchNorm1d, nn.LazyBatchNorm1d, nn.BatchNorm2d, nn.LazyBatchNorm2d, op="batch_norm",
+               nominal=same_as_input)
 def _batch_norm(tr: Tracer, m: Any, x: Proxy) -> Built:
     # eps and momentum may have been reassigned since construction: the constructor's checks
     where = f"{nn.describe(m)}: batch_norm"
     eps, momentum = check_eps(where, m.eps), check_momentum(where, m.momentum)
+    # The op takes ranks 2 to 4; the module class decides which (BatchNorm1d: 2 or 3, 2d: 4).
+    problem = m.rank_problem(x.node.type.rank)
+    if problem is not None:
+        raise trace_error(f"{where}: {problem}")
     lazy = isinstance(m, nn.LazyModuleMixin)  # also with no arrays to size (affine=False, no stats)
     names = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
     ins = [tr.module_node(m, n) for n in names]
@@ -120,7 +125,7 @@ def _batch_norm_function(tr: Tracer, a: dict) -> Built:
     if a["running_mean"] is not None or a["running_var"] is not None or a["training"] is not True:
         # The op's running-stat update needs num_batches_tracked, which the functional form lacks.
         raise trace_error("functional batch_norm is traced only with training=True and no running "
-                          "statistics; use nn.BatchNorm1d for running statistics")
+                          "statistics; use nn.BatchNorm1d / nn.BatchNorm2d for running statistics")
     w = None if a["weight"] is None else tr.as_node(a["weight"], "batch_norm() weight")
     b = None if a["bias"] is None else tr.as_node(a["bias"], "batch_norm() bias")
     if (w is None) != (b is None):
@@ -138,3 +143,7 @@ def _flatten_function(tr: Tracer, a: dict) -> Built:
     start = check_dim("flatten", "start_dim", a["start_dim"])
     end = check_dim("flatten", "end_dim", a["end_dim"])
     return [x], {"start_dim": start, "end_dim": end}
+
+
+# The 2-D layers (conv2d, max_pool2d) register after the ones above, in the hints' order too.
+from . import conv_emitters as _conv_emitters  # noqa: E402, F401
