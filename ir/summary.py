@@ -1,4 +1,5 @@
-"""``Graph.summary()``: a per-module table (module path, type, output type, parameter count)."""
+"""``Graph.summary()``: a per-module table (module path, type, output type, parameter count and,
+for a module that is still lazy, the sizes shape inference resolved for it)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,20 @@ def _ancestors(path: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _module_types(graph: Graph) -> dict[str, str]:
-    """Module path -> class name, from the model the graph was traced from (if it is still there)."""
+def _modules(graph: Graph) -> dict[str, object]:
+    """Module path -> module, from the model the graph was traced from (if it is still there)."""
     named = getattr(graph.model, "named_modules", None)
     try:
-        return {path: type(mod).__name__ for path, mod in named()} if callable(named) else {}
+        return dict(named()) if callable(named) else {}
     except Exception:  # a model that cannot list its modules: rows say only what the graph knows
         return {}
+
+
+def _lazy_sizes(node: Node, module: object) -> str:
+    """``in_features=50176`` for a module that is still lazy: the attrs of ``node`` named like the
+    sizes its class declares lazy (``lazy_dims``), as shape inference resolved them."""
+    dims = getattr(module, "lazy_dims", None) or {}
+    return "  ".join(f"{d}={node.attrs[d]}" for d in dims if d in node.attrs)
 
 
 def graph_summary(graph: Graph) -> str:
@@ -51,9 +59,9 @@ def graph_summary(graph: Graph) -> str:
         scopes = _ancestors(node.module) + ([node.module] if node.module_type is None else [])
         for scope in scopes:
             last[scope] = node
-    types = _module_types(graph)
+    modules = _modules(graph)
     params = [p for p in graph.params() if p.op == "param"]
-    rows, seen = [("Module", "Type", "Output", "Params")], set()
+    rows, seen = [("Module", "Type", "Output", "Params", "Lazy sizes")], set()
     for node in nodes:
         scopes = _ancestors(node.module) + ([node.module] if node.module_type is None else [])
         for scope in scopes:
@@ -61,16 +69,20 @@ def graph_summary(graph: Graph) -> str:
                 seen.add(scope)
                 inside = [p for p in params if p.attrs["target"].startswith(scope + ".")]
                 out = last[scope].type
-                rows.append((scope, types.get(scope, ""), "?" if out is None else str(out),
-                             _fmt(_count(inside))))
+                cls = type(modules[scope]).__name__ if scope in modules else ""
+                rows.append((scope, cls, "?" if out is None else str(out), _fmt(_count(inside)), ""))
         if node.module_type is not None:
             own = [i for i in dict.fromkeys(node.inputs) if i.op == "param"]
             rows.append((node.module or "(root)", node.module_type,
-                         "?" if node.type is None else str(node.type), _fmt(_count(own))))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+                         "?" if node.type is None else str(node.type), _fmt(_count(own)),
+                         _lazy_sizes(node, modules.get(node.module or ""))))
+    if not any(r[4] for r in rows[1:]):  # nothing lazy: no column
+        rows = [r[:4] for r in rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
 
     def line(r: tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        cells = [c.rjust(w) if i == 3 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        return "  ".join(cells).rstrip()
 
     ins = ", ".join(f"%{n.name}: {n.type}" for n in graph.inputs)
     out = [f"Graph @{graph.name}({ins})", line(rows[0]), "  ".join("-" * w for w in widths)]

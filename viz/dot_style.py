@@ -76,6 +76,8 @@ class Style:
 CATEGORIES: dict[str, Style] = {
     "io": Style("#f1f5f9", "#475569", "graph input / output"),
     "linear": Style("#dbeafe", "#2563eb", "linear (GEMM)"),
+    "conv": Style("#e0e7ff", "#4f46e5", "convolution (im2col + GEMM)"),
+    "pool": Style("#fce7f3", "#db2777", "pooling"),
     "norm": Style("#fef3c7", "#d97706", "batch norm"),
     "activation": Style("#dcfce7", "#16a34a", "activation"),
     "shape": Style("#f3e8ff", "#9333ea", "shape (flatten, reshape)"),
@@ -86,7 +88,7 @@ FUSED = Style("#fff1f2", "#e11d48", "fused kernel (one loop nest)")
 
 # Compute ops with a colour of their own; any other op is coloured by its kind in the op table.
 _OP_CATEGORY = {
-    "linear": "linear", "batch_norm": "norm", "relu": "activation",
+    "linear": "linear", "conv2d": "conv", "max_pool2d": "pool", "batch_norm": "norm", "relu": "activation",
     "flatten": "shape", "reshape": "shape", "add": "elementwise",
 }
 _KIND_CATEGORY = {"source": "io", "output": "io"}
@@ -121,6 +123,10 @@ def attr_summary(op: str, attrs: dict[str, Any], marked: frozenset[str] = frozen
         if attrs.get("track_running_stats") is False:
             parts.append("batch stats only")
         return "  ".join(parts)
+    if op == "conv2d":
+        return _conv_summary(attrs, marked)
+    if op == "max_pool2d":
+        return _window_summary(attrs) + ("  ceil" if attrs.get("ceil_mode") else "")
     if op == "flatten":
         return f"dims {_v(attrs, 'start_dim', marked)}..{_v(attrs, 'end_dim', marked)}"
     if op == "reshape":
@@ -129,3 +135,28 @@ def attr_summary(op: str, attrs: dict[str, Any], marked: frozenset[str] = frozen
     shown = [f"{k}={_v(attrs, k, marked)}" for k in sorted(attrs) if k not in skip]
     text = "  ".join(shown[:3])
     return text + ("  ..." if len(shown) > 3 else "")
+
+
+def _window_summary(attrs: dict[str, Any]) -> str:
+    """``3x3`` plus the stride, padding and dilation that differ from 1 / none: ``3x3 /2 pad 1``."""
+    kh, kw = attrs.get("kernel_size", (UNKNOWN, UNKNOWN))
+    parts = [f"{kh}x{kw}"]
+    stride = attrs.get("stride", (1, 1))
+    if tuple(stride) != (1, 1):
+        parts.append("/" + (str(stride[0]) if stride[0] == stride[1] else f"({stride[0]},{stride[1]})"))
+    pad = tuple(attrs.get("padding", ()))
+    if pad and any(pad):
+        parts.append("pad " + (str(pad[0]) if len(set(pad)) == 1 else ",".join(map(str, pad))))
+    dil = attrs.get("dilation", (1, 1))
+    if tuple(dil) != (1, 1):
+        parts.append(f"dil {dil[0]}" if dil[0] == dil[1] else f"dil ({dil[0]},{dil[1]})")
+    return " ".join(parts)
+
+
+def _conv_summary(attrs: dict[str, Any], marked: frozenset[str]) -> str:
+    """``3* -> 64  5x5`` (+ stride/padding/dilation, groups, no bias)."""
+    text = f"{_v(attrs, 'in_channels', marked)} -> {_v(attrs, 'out_channels', marked)}  "
+    text += _window_summary(attrs)
+    if attrs.get("groups", 1) != 1:
+        text += f"  groups={attrs['groups']}"
+    return text + ("" if attrs.get("bias", True) else "  (no bias)")
