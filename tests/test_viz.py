@@ -161,3 +161,18 @@ def test_new_compute_ops_get_the_default_colour(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(OPS, "my_gelu", OpDef("my_gelu", {}, 1, None, None))
     assert category_of("my_gelu") == "other" and category_of("input") == category_of("output") == "io"
     assert category_of("linear") == "linear" and category_of("param") == "other"
+
+
+def test_conv_and_pool_nodes_show_their_window_and_colour() -> None:
+    from lazyfuse.examples.convnets import ConvBNNet
+    from lazyfuse.viz.dot_style import attr_summary, category_of
+
+    r = build_stage(ConvBNNet(), [lf.TensorSpec(("N", 3, 8, 8))], "optimized")
+    dot = graph_to_dot(r.graph, traced=r.traced)
+    assert "3* -&gt; 16  3x3 pad 1" in dot  # in_channels was lazy
+    assert "2x2 /2" in dot and "fused_conv_bn_relu" in dot
+    assert category_of("conv2d") == "conv" and category_of("max_pool2d") == "pool"
+    assert attr_summary("conv2d", {"in_channels": 4, "out_channels": 8, "kernel_size": (3, 1),
+                                   "stride": (2, 1), "padding": (0, 1, 0, 0), "dilation": (2, 2),
+                                   "groups": 4, "bias": False}) == \
+        "4 -> 8  3x1 /(2,1) pad 0,1,0,0 dil 2  groups=4  (no bias)"
