@@ -32,7 +32,8 @@ from lazyfuse.ir.graph import Graph, Node
 from lazyfuse.ir.ops import mode_module
 from lazyfuse.ir.types import UNKNOWN, Sym, TensorType
 
-from . import intrinsics, kernels, lowering  # noqa: F401  (lowering: registers the built-in lowerings)
+# The template and lowering modules register themselves on import (conv_*: the NCHW ops).
+from . import conv_kernels, conv_lowering, intrinsics, kernels, lowering  # noqa: F401
 from .registry import (
     CONSTANTS,
     LOWERINGS,

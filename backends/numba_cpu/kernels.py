@@ -514,8 +514,8 @@ def op_bn3(x, out, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, eps,
             k_stats3d_p(x, mean, var)
         else:
             k_stats3d_s(x, mean, var)
-    bn_mode_coeffs(mean, var, np.empty(0), n * ln, gamma, beta, rm, rv, nbt, bool(batch_stats), bool(update),
-                   momentum, eps, m, s, t)
+    bn_mode_coeffs(mean, var, np.empty(0, out.dtype), n * ln, gamma, beta, rm, rv, nbt, bool(batch_stats),
+                   bool(update), momentum, eps, m, s, t)
     if par:
         k_affine3d_p(x, out, m, s, t, bool(relu))
     else:
@@ -533,8 +533,8 @@ def op_bn3_s(x, out, gamma, beta, rm, rv, nbt, batch_stats, update, momentum, ep
     var = np.empty(c)
     if batch_stats:
         k_stats3d_s(x, mean, var)
-    bn_mode_coeffs(mean, var, np.empty(0), n * ln, gamma, beta, rm, rv, nbt, bool(batch_stats), bool(update),
-                   momentum, eps, m, s, t)
+    bn_mode_coeffs(mean, var, np.empty(0, out.dtype), n * ln, gamma, beta, rm, rv, nbt, bool(batch_stats),
+                   bool(update), momentum, eps, m, s, t)
     k_affine3d_s(x, out, m, s, t, bool(relu))
 
 

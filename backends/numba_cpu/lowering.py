@@ -81,7 +81,7 @@ def lower_linear_bn(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
 
 @lowers("batch_norm", "fused_bn_relu")
 def lower_batch_norm(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
-    """batch_norm / fused_bn_relu over (N, C) or (N, C, L)."""
+    """batch_norm / fused_bn_relu over (N, C), (N, C, L) or (N, C, H, W) (as (N, C, H*W))."""
     relu = node.op == "fused_bn_relu"
     t = node.type
     em.alloc(out, em.shape(t, node), t)
@@ -90,11 +90,16 @@ def lower_batch_norm(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
         pre = em.zeros(em.dim(t.shape[1], node), t)
         rest = f"{ins[0]}, {out}, {pre}, {args}, {relu}"
         em.emit(f"op_bn2({rest})", f"op_bn2_s({rest})")
-    elif t.rank == 3:
-        rest = f"{ins[0]}, {out}, {args}, {relu}"
+    elif t.rank in (3, 4):
+        x, o = ins[0], out
+        if t.rank == 4:
+            n, c, h, w = (em.dim(d, node) for d in t.shape)
+            view = f"({n}, {c}, {h} * {w})"
+            x, o = f"{x}.reshape({view})", f"{out}.reshape({view})"
+        rest = f"{x}, {o}, {args}, {relu}"
         em.emit(f"op_bn3({rest})", f"op_bn3_s({rest})")
     else:
-        raise CompileError(f"cpu backend: batch_norm {node.ref} needs rank 2 or 3, got {t}")
+        raise CompileError(f"cpu backend: batch_norm {node.ref} needs rank 2, 3 or 4, got {t}")
 
 
 def bn_args(em: Emitter, node: Node, bn_ins: list[str], t: TensorType) -> str:
