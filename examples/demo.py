@@ -2,8 +2,8 @@
 
 Run with ``python -m lazyfuse.examples.demo [OUT_DIR]``: build the lazy model, summarize it before anything is
 allocated, trace it with a symbolic batch dim, resolve the lazy sizes from the spec alone, compile it
-check the compiled model against eager execution in train and eval mode, and draw the fused graph
-into ``OUT_DIR`` (default ``out/``).
+check the compiled model against eager execution in train and eval mode, draw the fused graph
+into ``OUT_DIR`` (default ``out/``), and size a conv model's LazyLinear (SimpleNet) from a spec.
 
 Drawing needs a Graphviz ``dot`` program (the ``viz`` extra installs one: ``pip install
 'lazyfuse[viz]'``).  Without it the demo says so before it starts, runs everything else, and writes
@@ -20,6 +20,7 @@ import numpy as np
 
 import lazyfuse as lf
 from lazyfuse import nn
+from lazyfuse.examples.convnets import SimpleNet
 from lazyfuse.examples.mlp import MLPWithBN
 
 BATCH = 32
@@ -150,6 +151,23 @@ def draw(out_dir: Path, missing: str | None = None) -> None:
         print(f"wrote {path}")
 
 
+CONV_SPEC = lf.TensorSpec(("N", 3, 32, 32))
+
+
+def conv_model() -> None:
+    section("10. a conv model: SimpleNet, Conv2d(3, 64, 5) -> reshape -> LazyLinear(10)")
+    lf.manual_seed(0)
+    model = SimpleNet()
+    print(lf.summary(model, CONV_SPEC))
+    cm = lf.compile(model, CONV_SPEC)
+    print(f"after lf.compile: {type(model.fc).__name__}, fc.in_features = {model.fc.in_features}")
+    eager = SimpleNet()
+    eager.load_state_dict(model.state_dict())
+    x = np.random.default_rng(2).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    print(f"input {x.shape} -> output {cm(x).shape}; max |compiled - eager| = "
+          f"{float(np.max(np.abs(cm(x) - eager(x)))):.2e}")
+
+
 def main(out_dir: Path | None = None) -> None:
     missing = graphviz_missing()  # checked first, so the skip is said up front, not after a traceback
     if missing is not None:
@@ -161,6 +179,7 @@ def main(out_dir: Path | None = None) -> None:
     trace_and_infer()
     compile_and_check("cpu")
     draw(Path("out") if out_dir is None else out_dir, missing)
+    conv_model()
 
 
 if __name__ == "__main__":

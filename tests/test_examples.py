@@ -166,4 +166,6 @@ def test_demo_runs(capsys, tmp_path):
     assert "MLPWithBN(\n  (flatten): Flatten(start_dim=1, end_dim=-1)" in out
     assert "graph @MLPWithBN[N](%x: f32[N,28,28])" in out and "fused_linear_bn_relu" in out
     diffs = [float(line.rsplit("=", 1)[1]) for line in out.splitlines() if "max |compiled - eager|" in line]
-    assert len(diffs) == 3 and max(diffs) < 1e-4
+    assert len(diffs) == 4 and max(diffs) < 1e-4
+    assert "fc      LazyLinear  f32[N,10]        501,770  in_features=50176" in out
+    assert "after lf.compile: Linear, fc.in_features = 50176" in out
