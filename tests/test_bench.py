@@ -121,3 +121,28 @@ def test_run_is_every_section_in_order(monkeypatch):
     parts = [lambda: [{"n": 1}], lambda: [{"n": 2}, {"n": 3}]]
     monkeypatch.setattr(cpu_fused, "sections", lambda quick: parts)
     assert cpu_fused.run() == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
+def test_conv_bench_rows_time_what_they_name(monkeypatch):
+    """bench/conv.py with a fake timer: the GEMM-part row issues exactly the block GEMMs of the
+    generated module's own block size, of the whole (O, K) @ (K, N*P) GEMM's size; the FeatureExtractor
+    rows check lazyfuse against torch before timing."""
+    from lazyfuse.bench import conv
+
+    calls = []
+
+    def fake_time(fn, reps):
+        calls.append(fn)
+        fn()
+        return 1.0
+
+    monkeypatch.setattr(cpu_fused, "_time", fake_time)
+    rows = conv.bench_conv_layer(rounds=2)
+    names = [r["bench"] for r in rows]
+    assert names[0].startswith("Conv2d(32,64,3)+ReLU eval") and names[1].startswith("conv GEMM part: ")
+    gemm_row = rows[1]
+    nblk, cols = (int(s) for s in gemm_row["bench"].split(": ")[1].split(" block GEMMs 64x288 @ 288x"))
+    assert (nblk - 1) * cols < conv.BATCH * 28 * 28 <= nblk * cols and gemm_row["target"] == 1.1
+    assert all(r["ratio"] == 1.0 and r["rounds"] == 2 for r in rows)
+    fe = conv.bench_feature_extractor(rounds=2)
+    assert [r["bench"].split()[1] for r in fe] == ["eval", "train"] and all(r["target"] == 1.2 for r in fe)
