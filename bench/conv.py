@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .cpu_fused import _report, paired
+from .cpu_fused import paired, run_and_report
 
 _ROUNDS_QUICK, _ROUNDS_FULL = 6, 30
 BATCH = 64
@@ -131,17 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="few rounds")
     ap.add_argument("--json", metavar="PATH", help="write machine info and rows as JSON")
     args = ap.parse_args(argv)
-    rows: list[dict[str, Any]] = []
-    error = None
     rounds = _ROUNDS_QUICK if args.quick else _ROUNDS_FULL
-    try:
-        for section in SECTIONS:
-            rows += section(rounds)
-    except BaseException as e:  # Ctrl-C included: what was measured is still reported
-        error = f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        _report(rows, args.json, error)
+    run_and_report([lambda section=section: section(rounds) for section in SECTIONS], args.json)
 
 
 if __name__ == "__main__":

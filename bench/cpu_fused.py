@@ -340,16 +340,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="small shapes, few rounds")
     ap.add_argument("--json", metavar="PATH", help="write machine info and rows as JSON")
     args = ap.parse_args(argv)
+    run_and_report(sections(args.quick), args.json)
+
+
+def run_and_report(parts: list[Callable[[], list[dict[str, Any]]]], json_path: str | None) -> None:
+    """Run the sections ``parts`` in order, then print their rows and, with ``json_path``, save
+    them; a run stopped early (an error, Ctrl-C) still reports the sections that finished."""
     rows: list[dict[str, Any]] = []
     error = None
     try:
-        for section in sections(args.quick):
+        for section in parts:
             rows += section()
     except BaseException as e:  # Ctrl-C included: what was measured is still reported and saved
         error = f"{type(e).__name__}: {e}"
         raise
     finally:
-        _report(rows, args.json, error)
+        _report(rows, json_path, error)
 
 
 def _report(rows: list[dict[str, Any]], json_path: str | None, error: str | None) -> None:

@@ -207,13 +207,8 @@ class LazyConv2d(LazyModuleMixin, Conv2d):
             self.bias = bias
 
     def _dims_from_state(self, sources: Mapping[str, Any], prefix: str) -> dict[str, int] | None:
-        weight = sources.get("weight")
+        weight = self._loaded_weight(sources, prefix)
         if weight is None:
-            if any(v is not None for v in sources.values()):
-                raise StateDictError(
-                    f"cannot resolve {describe(self)}: '{prefix}weight' is missing or "
-                    "uninitialized while other entries of the module are loaded"
-                )
             return None
         want = (self.out_channels, "in_channels/groups", *self.kernel_size)
         if weight.ndim != 4 or weight.shape[0] != self.out_channels or weight.shape[1] < 1 \

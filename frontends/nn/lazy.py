@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lazyfuse.errors import ConfigError
+from lazyfuse.errors import ConfigError, StateDictError
 from lazyfuse.ir.types import dim_mul
 
 from .module import describe
@@ -102,6 +102,18 @@ class LazyModuleMixin:
         where the axis holds a fraction of the size (a grouped convolution's weight axis 1 is
         ``in_channels / groups``)."""
         return 1
+
+    def _loaded_weight(self, sources: Mapping[str, Any], prefix: str) -> Any:
+        """The real ``weight`` among a state_dict's ``sources`` for this module (``None`` when every
+        entry is an uninitialized marker); a :class:`StateDictError` when it is missing while
+        other entries are real arrays."""
+        weight = sources.get("weight")
+        if weight is None and any(v is not None for v in sources.values()):
+            raise StateDictError(
+                f"cannot resolve {describe(self)}: '{prefix}weight' is missing or "
+                "uninitialized while other entries of the module are loaded"
+            )
+        return weight
 
     # subclass hooks -------------------------------------------------------------------------
     def _dims_from_input(self, *args: Any, **kwargs: Any) -> dict[str, int]:

@@ -160,13 +160,8 @@ class LazyLinear(LazyModuleMixin, Linear):
             self.bias = bias
 
     def _dims_from_state(self, sources: Mapping[str, Any], prefix: str) -> dict[str, int] | None:
-        weight = sources.get("weight")
+        weight = self._loaded_weight(sources, prefix)
         if weight is None:
-            if any(v is not None for v in sources.values()):
-                raise StateDictError(
-                    f"cannot resolve {describe(self)}: '{prefix}weight' is missing or "
-                    "uninitialized while other entries of the module are loaded"
-                )
             return None
         if weight.ndim != 2 or weight.shape[0] != self.out_features or weight.shape[1] < 1:
             raise StateDictError(
