@@ -55,6 +55,23 @@ ENTRY_POINTS: dict[str, Callable[[Any], Any]] = {
     "BatchNorm1d(eps)": lambda v: nn.BatchNorm1d(4, eps=v),
     "BatchNorm1d(momentum)": lambda v: nn.BatchNorm1d(4, momentum=v),
     "Flatten(start_dim)": lambda v: nn.Flatten(v),
+    "Conv2d(in_channels)": lambda v: nn.Conv2d(v, 4, 3),
+    "Conv2d(kernel_size)": lambda v: nn.Conv2d(3, 4, v),
+    "Conv2d(stride)": lambda v: nn.Conv2d(3, 4, 3, stride=v),
+    "Conv2d(padding)": lambda v: nn.Conv2d(3, 4, 3, padding=v),
+    "Conv2d(dilation)": lambda v: nn.Conv2d(3, 4, 3, dilation=v),
+    "Conv2d(groups)": lambda v: nn.Conv2d(4, 4, 3, groups=v),
+    "Conv2d(padding_mode)": lambda v: nn.Conv2d(3, 4, 3, padding_mode=v),
+    "LazyConv2d(out_channels)": lambda v: nn.LazyConv2d(v, 3),
+    "BatchNorm2d(num_features)": lambda v: nn.BatchNorm2d(v),
+    "MaxPool2d(kernel_size)": lambda v: nn.MaxPool2d(v),
+    "MaxPool2d(stride)": lambda v: nn.MaxPool2d(2, stride=v),
+    "MaxPool2d(padding)": lambda v: nn.MaxPool2d(2, padding=v),
+    "Conv2d.__call__": lambda v: nn.Conv2d(3, 4, 3)(v),
+    "MaxPool2d.__call__": lambda v: nn.MaxPool2d(2)(v),
+    "functional.conv2d": lambda v: nn.functional.conv2d(np.ones((1, 3, 5, 5), np.float32),
+                                                        np.ones((4, 3, 3, 3), np.float32), padding=v),
+    "functional.max_pool2d": lambda v: nn.functional.max_pool2d(np.ones((1, 3, 5, 5), np.float32), v),
     "Module.__call__": lambda v: _tiny_model()(v),
     "Module.train(mode)": lambda v: _tiny_model().train(v),
     "Module.to(dtype)": lambda v: _tiny_model().to(v),
@@ -110,6 +127,14 @@ def _lazy_model() -> nn.Module:
     return nn.Sequential(nn.LazyLinear(3), nn.LazyBatchNorm1d(), nn.ReLU())
 
 
+def _conv_model(lazy: bool = False) -> nn.Module:
+    """A conv block in train mode (a call updates the BatchNorm2d's running stats)."""
+    lf.manual_seed(0)
+    conv = nn.LazyConv2d(4, 3, padding=1) if lazy else nn.Conv2d(3, 4, 3, padding=1)
+    bn = nn.LazyBatchNorm2d() if lazy else nn.BatchNorm2d(4)
+    return nn.Sequential(conv, bn, nn.ReLU(), nn.MaxPool2d(2))
+
+
 def _compiled_lazy(model: nn.Module) -> Any:
     return lf.compile(model, lf.TensorSpec(("N", 4)), backend="reference")  # materializes it
 
@@ -135,6 +160,13 @@ STATEFUL_ENTRY_POINTS: dict[str, tuple[Callable[[Any], Any], Callable[[Any, Any]
     "CompiledModule(eval)": (lambda m: _compiled_lazy(m).eval(), lambda cm, v: cm(v)),
     "CompiledModule.train": (_compiled_lazy, lambda cm, v: cm.train(v)),
     "CompiledModule.load_state_dict": (_compiled_lazy, lambda cm, v: cm.load_state_dict(v)),
+    "ConvNet.__call__": (lambda m: _conv_model(), lambda m, v: m(v)),
+    "ConvNet.__call__(lazy)": (lambda m: _conv_model(lazy=True), lambda m, v: m(v)),
+    "ConvNet.load_state_dict(entry)": (
+        lambda m: _conv_model(), lambda m, v: m.load_state_dict({**m.state_dict(), "1.running_var": v})),
+    "CompiledModule(conv input)": (
+        lambda m: lf.compile(_conv_model(lazy=True), ("N", 3, 6, 6), backend="reference"),
+        lambda cm, v: cm(v)),
     "Tensor.view": (lambda m: m, lambda m, v: np.ones((2, 4), np.float32).view(lf.Tensor).view(v)),
     "Tensor.size": (lambda m: m, lambda m, v: np.ones((2, 4), np.float32).view(lf.Tensor).size(v)),
     "Tensor.flatten": (lambda m: m, lambda m, v: np.ones((2, 4), np.float32).view(lf.Tensor).flatten(v)),
@@ -148,7 +180,7 @@ def test_a_mistake_leaves_parameters_and_buffers_bit_identical(entry: str, value
     setup, mistake = STATEFUL_ENTRY_POINTS[entry]
     model = _lazy_model()
     target = setup(model)
-    model = target.model if isinstance(target, lf.CompiledModule) else model
+    model = target.model if isinstance(target, lf.CompiledModule) else target  # what the mistake is made on
     before = _bits(model)
     try:
         mistake(target, BAD_VALUES[value])
