@@ -116,6 +116,8 @@ class NumbaCPUExecutable:
         with self._first_call_lock:
             if name in self._compiled:
                 return self._call(fn, args)
+            if fn is not self._serial:  # compiling or loading it starts Numba's pool
+                threads.choose_layer()
             with first_call(self.path):
                 result = self._call(fn, args)
             self._compiled.add(name)

@@ -6,16 +6,24 @@ A compiled call runs two pools back to back: the BLAS's (the GEMM, through NumPy
 spin after each GEMM; on a 2-core machine the spinners steal the cores the other pool needs
 (bench/RESULTS.md has the measurements).
 
-Recommended configuration (opt-in, set by the user before Numba starts a pool; lazyfuse never
-changes a global thread setting itself):
+Numba's threading layer is the one global setting lazyfuse may choose (:func:`choose_layer`).  Just
+before the process's first parallel lazyfuse call, if nobody chose a layer (no
+``NUMBA_THREADING_LAYER`` in the environment, ``numba.config.THREADING_LAYER`` still ``"default"``)
+and Numba's pool has not started, lazyfuse sets ``numba.config.THREADING_LAYER = "workqueue"``:
+Numba's own pool, whose workers sleep instead of spinning, so the fused calls run close to the bare
+GEMM's time.  It leaves PyTorch's and OpenBLAS's pools alone and the environment unchanged (child
+processes choose again).  A layer the user chose always stands, and so does a pool already started
+(then lazyfuse changes nothing).  ``LAZYFUSE_THREADING_LAYER`` opts out or picks another layer:
 
-- ``NUMBA_THREADING_LAYER=workqueue``: Numba's own pool, whose workers sleep instead of spinning.
-  With it the fused calls run close to the bare GEMM's time.  It does not touch PyTorch's or
-  OpenBLAS's pools, so it is the least surprising choice for programs that also use PyTorch.
-  ``workqueue`` is not thread-safe, so calls are serialized by :func:`call_guard` on that layer.
-- or ``OMP_WAIT_POLICY=PASSIVE``: also makes GNU OpenMP stop spinning,
-  but it is read by every OpenMP runtime in the process, including PyTorch's, whose small-op
-  latency can grow; prefer it only when PyTorch is not in the same process.
+- ``keep``: leave Numba's choice alone (its own default is ``omp`` where available);
+- ``workqueue``, ``omp`` or ``tbb``: the layer lazyfuse sets, under the same conditions.
+
+:func:`layer_choice` reports what happened.  ``workqueue`` is not thread-safe: lazyfuse serializes
+its own calls on it (:func:`call_guard`), but a program that runs its own ``parallel=True``
+functions in other threads at the same time should pick ``omp`` or ``tbb`` (Numba aborts the
+process on concurrent use of ``workqueue``).  ``OMP_WAIT_POLICY=PASSIVE`` also stops GNU OpenMP's spinning,
+but every OpenMP runtime in the process reads it, PyTorch's included; lazyfuse never sets it, nor
+any thread count.
 
 Between calls: lazyfuse and ``np.matmul`` share NumPy's OpenBLAS and its one pool, so alternating
 them costs no more than the sum (an earlier version bound SciPy's second OpenBLAS through Numba's
@@ -42,7 +50,12 @@ import os
 import threading
 from collections.abc import Iterator
 
+from lazyfuse.errors import ConfigError
+
 _LOCK = threading.Lock()
+_CHOICE_LOCK = threading.Lock()
+_LAYERS = ("workqueue", "omp", "tbb")
+_choice: dict[str, str | None] | None = None  # set once per process by choose_layer()
 
 
 def threading_layer() -> str | None:
@@ -55,10 +68,47 @@ def threading_layer() -> str | None:
         return None
 
 
+def choose_layer() -> None:
+    """Set Numba's threading layer as described above; once per process, before the first
+    parallel kernel (the cpu backend calls it just before an executable's first ``run``)."""
+    global _choice
+    if _choice is not None:
+        return
+    import numba
+
+    want = os.environ.get("LAZYFUSE_THREADING_LAYER", "").strip().lower() or "workqueue"
+    if want != "keep" and want not in _LAYERS:
+        raise ConfigError(f"LAZYFUSE_THREADING_LAYER={want!r}: expected keep, " + ", ".join(_LAYERS))
+    with _CHOICE_LOCK:
+        if _choice is not None:
+            return
+        # Apply NUMBA_* variables set since Numba's last read now: a later reload (each compile
+        # does one when they changed) would otherwise reset the layer set here.
+        numba.core.config.reload_config()
+        if want == "keep":
+            by = "opt-out"
+        elif threading_layer() is not None:
+            by = "numba-already-started"
+        elif "NUMBA_THREADING_LAYER" in os.environ or str(numba.config.THREADING_LAYER) != "default":
+            by = "user"
+        else:
+            numba.config.THREADING_LAYER = want
+            by = "lazyfuse"
+        _choice = {"chosen_by": by, "requested": str(numba.config.THREADING_LAYER)}
+
+
+def layer_choice() -> dict[str, str | None]:
+    """``chosen_by``: ``"lazyfuse"``, ``"user"``, ``"numba-already-started"``, ``"opt-out"``, or None
+    before the first parallel call; ``requested``: ``numba.config.THREADING_LAYER`` at that moment;
+    ``layer``: the layer Numba runs (None while its pool has not started)."""
+    choice = _choice or {"chosen_by": None, "requested": None}
+    return {**choice, "layer": threading_layer()}
+
+
 def settings() -> dict[str, str | None]:
     """The environment settings discussed above, as currently set (for reports)."""
-    keys = ("NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY", "OMP_NUM_THREADS",
-            "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_THREAD_TIMEOUT")
+    keys = ("LAZYFUSE_THREADING_LAYER", "NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS", "OMP_WAIT_POLICY",
+            "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_THREAD_TIMEOUT")
     return {k: os.environ.get(k) for k in keys}
 
 
