@@ -1,8 +1,9 @@
-"""The ``lazyfuse`` command: ``dump`` prints a model's IR, ``viz`` draws it.
+"""The ``lazyfuse`` command: ``dump`` prints a model's IR, ``viz`` draws it, ``bench`` benchmarks.
 
 Kept thin: models load in :mod:`lazyfuse.frontends.loader`, graphs are built and rendered in
-:mod:`lazyfuse.viz`.  User mistakes print one ``lazyfuse: error: ...`` message on stderr and exit
-with 2 (usage) or 1 (model/compile errors); ``--debug`` shows the traceback.
+:mod:`lazyfuse.viz`, benchmarks run in :mod:`lazyfuse.bench.command`.  User mistakes print one
+``lazyfuse: error: ...`` message on stderr and exit with 2 (usage) or 1 (model/compile errors);
+``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -105,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     viz.add_argument("-o", "--output", required=True, metavar="FILE",
                      help="output file: .svg, .png, .html or .dot")
     viz.add_argument("--title", default=None, help="picture title (default: graph name and stage)")
+
+    from lazyfuse.bench import command as bench_command
+
+    bench = sub.add_parser("bench", help="benchmark lazyfuse against NumPy, torch and more",
+                           formatter_class=fmt, description=bench_command.DESCRIPTION,
+                           epilog=bench_command.EPILOG)
+    bench_command.add_arguments(bench)
     return parser
 
 
@@ -213,6 +221,16 @@ def cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``lazyfuse bench`` (see :mod:`lazyfuse.bench.command`)."""
+    from lazyfuse.bench import command
+
+    return command.run(args)
+
+
+COMMANDS = {"dump": lambda args: cmd_dump(args), "viz": lambda args: cmd_viz(args), "bench": cmd_bench}
+
+
 # ------------------------------------------------------------------------------------ main
 def _fail(message: str) -> None:
     first, *rest = str(message).strip().splitlines() or [""]
@@ -248,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        return cmd_dump(args) if args.command == "dump" else cmd_viz(args)
+        return COMMANDS[args.command](args)
     except UsageError as exc:
         if debug:
             traceback.print_exc()

@@ -72,16 +72,18 @@ def bench_feature_extractor(rounds: int) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_conv_layer(rounds: int) -> list[dict[str, Any]]:
+def bench_conv_layer(rounds: int, backend: str = "cpu", with_torch: bool = True) -> list[dict[str, Any]]:
     """FeatureExtractor's second conv (+ ReLU) alone, on (64, 32, 30, 30): vs torch eager and vs the
     bare BLAS GEMM of the same size, ``W (64, 288) @ cols (288, 64*28*28)``, which is the work the
-    layer cannot avoid; the rest is im2col and the epilogue."""
+    layer cannot avoid; the rest is im2col and the epilogue.  The row of the GEMM part as the
+    kernel issues it needs the ``cpu`` backend's block size (it is left out on other backends);
+    ``with_torch=False`` leaves out the torch row."""
     import lazyfuse as lf
     from lazyfuse import nn
 
     lf.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(32, 64, 3), nn.ReLU()).eval()
-    cm = lf.compile(model, lf.TensorSpec(("N", 32, 30, 30)), backend="cpu")
+    cm = lf.compile(model, lf.TensorSpec(("N", 32, 30, 30)), backend=backend)
     x = np.random.default_rng(1).standard_normal((BATCH, 32, 30, 30)).astype(np.float32)
     w = np.asarray(model[0].weight).reshape(64, -1)
     cols = np.random.default_rng(2).standard_normal((w.shape[1], BATCH * 28 * 28)).astype(np.float32)
@@ -89,6 +91,25 @@ def bench_conv_layer(rounds: int) -> list[dict[str, Any]]:
     tag = f"Conv2d(32,64,3)+ReLU eval f32 x({BATCH},32,30,30)"
     bare = "np.matmul(W, cols, out=y) (64x288 @ 288x50176)"
     rows = [paired(tag, lambda: cm(x), lambda: np.matmul(w, cols, out=y), bare, rounds)]
+    if backend == "cpu":
+        rows.append(_gemm_part_row(cm, w, cols, y, bare, rounds))
+    torch = _torch() if with_torch else None
+    if torch is not None:
+        tm = torch.nn.Sequential(torch.nn.Conv2d(32, 64, 3), torch.nn.ReLU()).eval()
+        tx = torch.from_numpy(x)
+
+        def torch_step() -> Any:
+            with torch.no_grad():
+                return tm(tx)
+
+        rows.append(paired(tag, lambda: cm(x), torch_step, f"torch eager ({torch.get_num_threads()} threads)",
+                           rounds))
+    return rows
+
+
+def _gemm_part_row(cm: Any, w: np.ndarray, cols: np.ndarray, y: np.ndarray, bare: str,
+                   rounds: int) -> dict[str, Any]:
+    """The conv layer's GEMMs as ``cm``'s kernel issues them vs the one GEMM of the same size."""
     # The GEMM part as the kernel issues it: one GEMM per block of samples (the block size from the
     # generated module's own helper), each into its block of y, vs the one GEMM of the same size.
     p = 28 * 28
@@ -101,20 +122,8 @@ def bench_conv_layer(rounds: int) -> list[dict[str, Any]]:
         for c, o in zip(block_cols, block_out):
             np.matmul(w, c, out=o)
 
-    rows.append(paired(f"conv GEMM part: {nblk} block GEMMs 64x288 @ 288x{bb * p}", block_gemms,
-                       lambda: np.matmul(w, cols, out=y), bare, rounds, target=1.1))
-    torch = _torch()
-    if torch is not None:
-        tm = torch.nn.Sequential(torch.nn.Conv2d(32, 64, 3), torch.nn.ReLU()).eval()
-        tx = torch.from_numpy(x)
-
-        def torch_step() -> Any:
-            with torch.no_grad():
-                return tm(tx)
-
-        rows.append(paired(tag, lambda: cm(x), torch_step, f"torch eager ({torch.get_num_threads()} threads)",
-                           rounds))
-    return rows
+    return paired(f"conv GEMM part: {nblk} block GEMMs 64x288 @ 288x{bb * p}", block_gemms,
+                  lambda: np.matmul(w, cols, out=y), bare, rounds, target=1.1)
 
 
 SECTIONS = (bench_feature_extractor, bench_conv_layer)
