@@ -403,3 +403,21 @@ def test_the_environment_block_does_not_start_numbas_pool():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "None"
+
+
+def test_markdown_table_of_a_run():
+    from lazyfuse.bench.markdown import table
+
+    blas = [{"user_api": "blas", "internal_api": "openblas", "version": "0.3", "architecture": "Haswell"}]
+    env = {"cpu": {"model": "CPU X", "cores": 2}, "git_commit": "abcdef123", "date": "2026-12-03T00:00:00",
+           "blas": blas, "numba": {"threading_layer": "workqueue", "layer_choice": {"chosen_by": "lazyfuse"}}}
+    fused = {"bench": "fused train", "baseline": "np.matmul", "lazyfuse_ms": 48.61, "baseline_ms": 46.0,
+             "ratio": 1.0331, "ratio_q1": 1.01, "ratio_q3": 1.05, "target": 1.08, "met": True,
+             "roofline": {"lazyfuse_gflops": 176.4, "lazyfuse_pct_of_peak": 58.2}}
+    cold = {"bench": "compile cold", "seconds": 2.95, "samples": [2.9, 3.0], "target": 3.0, "met": True}
+    text = table({"environment": env, "rows": [fused, cold]})
+    assert text.splitlines()[0] == ("CPU X, 2 cores; openblas 0.3 (Haswell); Numba layer workqueue "
+                                    "(chosen by lazyfuse); commit abcdef1, 2026-12-03")
+    assert ("| fused train | np.matmul | 48.6 ms | 46.0 ms | 1.033 (1.01–1.05) | 176 GFLOP/s (58 %) "
+            "| ≤ 1.08 ✓ |") in text
+    assert "| compile cold | | median 2.95 s of 2 | | | | ≤ 3 s ✓ |" in text
