@@ -16,7 +16,7 @@ def _target(row: dict[str, Any]) -> str:
     if "target" not in row:
         return ""
     unit = " s" if "seconds" in row else ""
-    return f"≤ {row['target']:g}{unit} " + ("✓" if row.get("met") else "✗")
+    return f"≤ {round(row['target'], 2):g}{unit} " + ("✓" if row.get("met") else "✗")
 
 
 def row_line(row: dict[str, Any]) -> str:
