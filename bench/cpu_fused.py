@@ -227,18 +227,25 @@ m = MLPWithBN()
 cm = lf.compile(m, lf.TensorSpec(("N", 784)), backend=sys.argv[1])
 cm(np.zeros((32, 784), np.float32))
 t2 = time.perf_counter()
-print(t1 - t0, t2 - t1)
+cm(np.zeros((4096, 784), np.float32))  # a large call: run's parallel kernels
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t1)
 """
 
 
+# Seconds: the first (batch-32) call, and the first batch-32 call followed by the first batch-4096
+# one, the sequence a new user runs (issue #21's target for it is 3 s cold).
 COMPILE_TARGETS = {"cold": 3.0, "warm": 0.5}
+SMALL_THEN_LARGE_TARGET = 3.0
 
 
 def bench_compile(samples: int, backend: str = "cpu") -> list[dict[str, Any]]:
     """MLPWithBN compile + first call in fresh processes: cold (empty cache dirs), then warm; each
-    ``samples`` times (new cache dirs each time), reporting the median."""
+    ``samples`` times (new cache dirs each time), reporting the median; and, cold, the first small
+    call followed by the first large one."""
     seconds: dict[str, list[float]] = {"cold": [], "warm": []}
     imports: dict[str, list[float]] = {"cold": [], "warm": []}
+    small_then_large: list[float] = []
     for _ in range(samples):
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ, LAZYFUSE_CACHE_DIR=os.path.join(tmp, "lf"),
@@ -246,14 +253,21 @@ def bench_compile(samples: int, backend: str = "cpu") -> list[dict[str, Any]]:
             for kind in ("cold", "warm"):
                 out = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET, backend], env=env,
                                      capture_output=True, text=True, check=True).stdout.split()
-                imports[kind].append(float(out[-2]))
-                seconds[kind].append(float(out[-1]))
+                imports[kind].append(float(out[-3]))
+                seconds[kind].append(float(out[-2]))
+                if kind == "cold":
+                    small_then_large.append(float(out[-1]))
     rows = []
     for kind, target in COMPILE_TARGETS.items():
         first = statistics.median(seconds[kind])
         rows.append({"bench": f"MLPWithBN compile+first call ({kind}, new process)", "seconds": first,
                      "samples": seconds[kind], "import_seconds": statistics.median(imports[kind]),
                      "target": target, "met": first <= target})
+    both = statistics.median(small_then_large)
+    rows.append({"bench": "MLPWithBN compile+first batch-32 call+first batch-4096 call (cold)",
+                 "seconds": both, "samples": small_then_large,
+                 "import_seconds": statistics.median(imports["cold"]),
+                 "target": SMALL_THEN_LARGE_TARGET, "met": both <= SMALL_THEN_LARGE_TARGET})
     return rows
 
 
