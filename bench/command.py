@@ -19,7 +19,7 @@ from lazyfuse.errors import LazyFuseError
 from .baselines import BASELINES
 from .session import Options
 
-SUITE_NAMES = ("fused", "mlp", "bn", "conv", "compile")
+SUITE_NAMES = ("fused", "mlp", "bn", "conv", "scaling", "compile")
 BACKENDS = ("cpu", "reference", "cuda")
 
 DESCRIPTION = """\
@@ -31,7 +31,8 @@ copy bandwidth measured in the same run."""
 
 EPILOG = """\
 suites: fused (Linear+BN+ReLU), mlp (MLPWithBN batch sweep), bn (BatchNorm1d), conv
-(FeatureExtractor, one conv layer), compile (cold/warm compile in fresh processes), all.
+(FeatureExtractor, one conv layer), scaling (batch 1..65536 and width 256..4096 sweeps vs the
+bare GEMM and torch eager), compile (cold/warm compile in fresh processes), all.
 
 examples:
   lazyfuse bench --quick

@@ -1,7 +1,8 @@
 """``lazyfuse bench --plot out.png|out.svg``: the run's rows as one picture (matplotlib, Agg).
 
-Top: time per call against batch size (log-log) for each system in the ``mlp`` sweep, one panel per
-mode.  Below: every other paired row as a bar of its ratio (lazyfuse / baseline, log scale; < 1 =
+Top: time per call (log-log) for each system of every sweep, one panel per sweep: the ``mlp``
+suite's batch sweep per mode, and the ``scaling`` suite's (rows with ``sweep``, ``x``, ``x_name``).
+Below: every other paired row as a bar of its ratio (lazyfuse / baseline, log scale; < 1 =
 lazyfuse faster) with the ratio's IQR as whiskers.
 """
 
@@ -50,22 +51,36 @@ def colour(label: str) -> str:
     return next((c for prefix, c in _COLOURS if label.startswith(prefix)), "tab:brown")
 
 
-def _sweep(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[int, float]]]:
-    """mode -> system -> batch -> median ms; lazyfuse's time is the median over its pairings."""
-    out: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(
+Panels = dict[tuple[str, str], dict[str, dict[int, float]]]
+
+
+def _panel(r: dict[str, Any]) -> tuple[str, str, int] | None:
+    """``(title, x axis name, x)`` of a sweep row, or None for a row of no sweep."""
+    if r.get("sweep") == "mlp" and "batch" in r:
+        return f"MLPWithBN {r['mode']}: time per call", "batch size", r["batch"]
+    if "sweep" in r and "x" in r:
+        return r["sweep"], r.get("x_name", "x"), r["x"]
+    return None
+
+
+def _sweep(rows: list[dict[str, Any]]) -> Panels:
+    """(title, x name) -> system -> x -> median ms; lazyfuse's time is the median over its pairings."""
+    out: dict[tuple[str, str], dict[str, dict[int, list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list)))
     for r in rows:
-        if r.get("sweep") != "mlp" or "batch" not in r:
+        where = _panel(r) if "ratio" in r else None
+        if where is None:
             continue
-        by = out[r["mode"]]
-        by[f"{LAZYFUSE_SYSTEM} ({r.get('backend', 'cpu')})"][r["batch"]].append(r["lazyfuse_ms"])
-        by[r["baseline"]][r["batch"]].append(r["baseline_ms"])
-    return {mode: {sys_: {b: statistics.median(v) for b, v in pts.items()} for sys_, pts in systems.items()}
-            for mode, systems in out.items()}
+        title, x_name, x = where
+        by = out[(title, x_name)]
+        by[f"{LAZYFUSE_SYSTEM} ({r.get('backend', 'cpu')})"][x].append(r["lazyfuse_ms"])
+        by[r["baseline"]][x].append(r["baseline_ms"])
+    return {key: {sys_: {b: statistics.median(v) for b, v in pts.items()} for sys_, pts in systems.items()}
+            for key, systems in out.items()}
 
 
 def _bars(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in rows if "ratio" in r and r.get("sweep") != "mlp"]
+    return [r for r in rows if "ratio" in r and _panel(r) is None]
 
 
 def render(rows: list[dict[str, Any]], path: str | Path, title: str = "lazyfuse bench") -> Path:
@@ -80,7 +95,9 @@ def render(rows: list[dict[str, Any]], path: str | Path, title: str = "lazyfuse 
     if not sweep and not bars:
         raise PlotError("--plot: the run has no paired rows to draw")
     bar_h = 0.3 * len(bars) + 1.2 if bars else 0
-    sweep_h = 4.2 if sweep else 0
+    n_cols = min(2, len(sweep)) or 1
+    n_rows = -(-len(sweep) // n_cols)
+    sweep_h = 4.2 * n_rows if sweep else 0
     out = Path(path)
     with plt.rc_context({"svg.fonttype": "none"}):  # SVG text stays text (searchable, small)
         fig = plt.figure(figsize=(13, sweep_h + bar_h + 0.6), layout="constrained")
@@ -88,9 +105,11 @@ def render(rows: list[dict[str, Any]], path: str | Path, title: str = "lazyfuse 
         heights = [h for h in (sweep_h, bar_h) if h]
         parts = list(fig.subfigures(len(heights), 1, height_ratios=heights)) if len(heights) > 1 else [fig]
         if sweep:
-            axes = parts[0].subplots(1, len(sweep), squeeze=False)[0]
-            for ax, (mode, systems) in zip(axes, sorted(sweep.items())):
-                _draw_sweep(ax, mode, systems)
+            axes = parts[0].subplots(n_rows, n_cols, squeeze=False).ravel()
+            for ax, ((title, x_name), systems) in zip(axes, sweep.items()):
+                _draw_sweep(ax, title, x_name, systems)
+            for ax in axes[len(sweep):]:
+                ax.set_visible(False)
         if bars:
             _draw_bars(parts[-1].subplots(), bars)
         fig.savefig(out, dpi=110)
@@ -98,7 +117,7 @@ def render(rows: list[dict[str, Any]], path: str | Path, title: str = "lazyfuse 
     return out
 
 
-def _draw_sweep(ax: Any, mode: str, systems: dict[str, dict[int, float]]) -> None:
+def _draw_sweep(ax: Any, title: str, x_name: str, systems: dict[str, dict[int, float]]) -> None:
     from matplotlib.ticker import FixedLocator, NullLocator
 
     every: set[int] = set()
@@ -114,9 +133,9 @@ def _draw_sweep(ax: Any, mode: str, systems: dict[str, dict[int, float]]) -> Non
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
     ax.set_yscale("log")
-    ax.set_xlabel("batch size")
+    ax.set_xlabel(x_name)
     ax.set_ylabel("ms per call (median)")
-    ax.set_title(f"MLPWithBN {mode}: time per call")
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
 

@@ -20,12 +20,14 @@ import numpy as np
 from . import conv, cpu_fused
 from .baselines import floor, frameworks, numpy_eager
 from .roofline import linear_flops
+from .scaling import ROUNDS as SCALING_ROUNDS
+from .scaling import scaling_tasks
 from .session import Options, Session, Task, pair_cost
 
-SUITES = ("fused", "mlp", "bn", "conv", "compile")
+SUITES = ("fused", "mlp", "bn", "conv", "scaling", "compile")
 
 # Rounds per row (even, so both block orders occur equally often): (quick, full).
-ROUNDS = {"fused": (4, 24), "mlp": (4, 8), "bn": (4, 12), "conv": (4, 16)}
+ROUNDS = {"fused": (4, 24), "mlp": (4, 8), "bn": (4, 12), "conv": (4, 16), "scaling": SCALING_ROUNDS}
 FUSED_SHAPES = ((1024, 512), (4096, 1024))  # (N, K) of x, quick and full
 MLP_BATCHES = {"eval": ((8, 256), (1, 8, 32, 256, 1024, 4096)),
                "train": ((8, 256), (2, 8, 32, 256, 1024, 4096))}
@@ -189,7 +191,8 @@ def compile_tasks(options: Options) -> list[Task]:
 
 
 BUILDERS: dict[str, Callable[[Options], list[Task]]] = {
-    "fused": fused_tasks, "mlp": mlp_tasks, "bn": bn_tasks, "conv": conv_tasks, "compile": compile_tasks}
+    "fused": fused_tasks, "mlp": mlp_tasks, "bn": bn_tasks, "conv": conv_tasks, "scaling": scaling_tasks,
+    "compile": compile_tasks}
 
 
 def plan(suites: list[str], options: Options) -> list[Task]:

@@ -78,7 +78,8 @@ def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 # ------------------------------------------------------------------------------ options and errors
 @pytest.mark.parametrize("args, code, needle", [
-    (["--suite", "nope"], 2, "--suite: unknown nope; choose from fused, mlp, bn, conv, compile or all"),
+    (["--suite", "nope"], 2,
+     "--suite: unknown nope; choose from fused, mlp, bn, conv, scaling, compile or all"),
     (["--suite", ","], 2, "--suite needs at least one of"),
     (["--baselines", "numpy,jax"], 2, "--baselines: unknown jax"),
     (["--backend", "tpu"], 2, "invalid choice: 'tpu'"),
@@ -421,3 +422,22 @@ def test_markdown_table_of_a_run():
     assert ("| fused train | np.matmul | 48.6 ms | 46.0 ms | 1.033 (1.01–1.05) | 176 GFLOP/s (58 %) "
             "| ≤ 1.08 ✓ |") in text
     assert "| compile cold | | median 2.95 s of 2 | | | | ≤ 3 s ✓ |" in text
+
+
+def test_scaling_sweeps_are_plot_panels_not_bars():
+    from lazyfuse.bench import plot
+    from lazyfuse.bench.scaling import scaling_tasks
+    from lazyfuse.bench.session import Options
+
+    rows = [{"bench": f"b{x}", "baseline": base, "lazyfuse_ms": x / 10, "baseline_ms": x / 5, "ratio": 0.5,
+             "ratio_q1": 0.4, "ratio_q3": 0.6, "sweep": "Linear eval, by width", "x": x, "x_name": "width"}
+            for x in (256, 1024) for base in ("np.matmul", "torch eager")]
+    rows.append({"bench": "other", "baseline": "np.copyto", "lazyfuse_ms": 1.0, "baseline_ms": 1.0,
+                 "ratio": 1.0, "ratio_q1": 1.0, "ratio_q3": 1.0})
+    panels = plot._sweep(rows)
+    assert list(panels) == [("Linear eval, by width", "width")]
+    assert panels[("Linear eval, by width", "width")]["torch eager"] == {256: 51.2, 1024: 204.8}
+    assert [r["bench"] for r in plot._bars(rows)] == ["other"]
+    quick = [t.label for t in scaling_tasks(Options(quick=True, backend="cpu", baselines=("numpy", "torch")))]
+    assert quick[:3] == ["linear+bn+relu batch 1", "linear+bn+relu batch 256", "linear+bn+relu batch 4096"]
+    assert "linear+bn+relu width 1024" in quick and quick[-1] == "MLPWithBN batch 4096"
