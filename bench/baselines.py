@@ -38,6 +38,18 @@ class Baseline:
     target: float | None = None
 
 
+
+def torch_linear_bn_relu(k: int) -> Callable[[Any], Any]:
+    """A maker of torch's Linear(k, k) -> BatchNorm1d(k) -> ReLU (the fused layer's twin)."""
+    return lambda torch: torch.nn.Sequential(torch.nn.Linear(k, k), torch.nn.BatchNorm1d(k), torch.nn.ReLU())
+
+
+def torch_mlp(torch: Any) -> Any:
+    """The examples' MLPWithBN in torch (Flatten first, a no-op on (N, 784) inputs)."""
+    t = torch.nn
+    return t.Sequential(t.Flatten(), t.Linear(784, 256), t.BatchNorm1d(256), t.ReLU(), t.Linear(256, 128),
+                        t.BatchNorm1d(128), t.ReLU(), t.Linear(128, 10))
+
 def torch_or_none() -> Any:
     """``torch`` with all cores for its intra-op pool, or None when it is not installed."""
     try:

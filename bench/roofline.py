@@ -58,6 +58,14 @@ def linear_flops(n: int, k: int, m: int) -> int:
     return 2 * n * k * m
 
 
+MLP_LAYERS = ((784, 256), (256, 128), (128, 10))  # the examples' MLPWithBN: (in, out) per Linear
+
+
+def mlp_flops(batch: int) -> int:
+    """FLOPs of MLPWithBN's three GEMMs at ``batch`` rows."""
+    return sum(linear_flops(batch, k, m) for k, m in MLP_LAYERS)
+
+
 def annotate(row: dict[str, Any], peaks: dict[str, Any] | None) -> dict[str, Any]:
     """Add ``row["roofline"]`` from its ``flops`` or ``bytes`` and the measured ``peaks``."""
     if not peaks or "lazyfuse_ms" not in row:

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from . import cpu_fused
-from .baselines import floor, torch_eager
-from .roofline import linear_flops
+from .baselines import floor, torch_eager, torch_linear_bn_relu, torch_mlp
+from .roofline import linear_flops, mlp_flops
 from .session import Options, Session, Task, pair_cost
 
 # Rounds (quick, full) per row; the big points take ~0.1-0.5 s a call.
@@ -26,17 +26,6 @@ ROUNDS = (2, 4)
 FUSED_BATCHES = ((1, 256, 4096), (1, 16, 256, 4096, 65536))
 WIDTHS = ((256, 1024), (256, 512, 1024, 2048, 4096))
 MLP_BATCHES = ((1, 256, 4096), (1, 16, 256, 4096, 16384, 65536))
-_MLP_LAYERS = ((784, 256), (256, 128), (128, 10))
-
-
-def _torch_fused(k: int) -> Any:
-    return lambda torch: torch.nn.Sequential(torch.nn.Linear(k, k), torch.nn.BatchNorm1d(k), torch.nn.ReLU())
-
-
-def _torch_mlp(torch: Any) -> Any:
-    t = torch.nn
-    return t.Sequential(t.Linear(784, 256), t.BatchNorm1d(256), t.ReLU(), t.Linear(256, 128),
-                        t.BatchNorm1d(128), t.ReLU(), t.Linear(128, 10))
 
 
 def scaling_tasks(options: Options) -> list[Task]:
@@ -55,7 +44,7 @@ def scaling_tasks(options: Options) -> list[Task]:
         w = np.asarray(model[0].weight)
         y = np.empty((n, k), np.float32)
         bases = [floor("np.matmul(x, W.T, out=y)", lambda: np.matmul(x, w.T, out=y)),
-                 torch_eager(_torch_fused(k), x, False)]
+                 torch_eager(torch_linear_bn_relu(k), x, False)]
         rows = session.pair(f"linear+bn+relu eval f32 x({n},{k})", lambda: cm(x), bases, rounds,
                             work={"flops": linear_flops(n, k, k)})
         return [{**r, "sweep": sweep, "x": x_value, "x_name": x_name} for r in rows]
@@ -73,9 +62,9 @@ def scaling_tasks(options: Options) -> list[Task]:
         model, cm = mlp()
         x = np.random.default_rng(n).standard_normal((n, 784)).astype(np.float32)
         bases = [floor("its 3 GEMMs alone (np.matmul)", cpu_fused._bare_gemms(model, x)),
-                 torch_eager(_torch_mlp, x, False)]
+                 torch_eager(torch_mlp, x, False)]
         rows = session.pair(f"MLPWithBN eval f32 batch {n} (scaling)", lambda: cm(x), bases, rounds,
-                            work={"flops": sum(linear_flops(n, k, m) for k, m in _MLP_LAYERS)})
+                            work={"flops": mlp_flops(n)})
         return [{**r, "sweep": "MLPWithBN eval, by batch", "x": n, "x_name": "batch size"} for r in rows]
 
     def cost(n: int, k: int) -> float:

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from . import conv, cpu_fused
-from .baselines import floor, frameworks, numpy_eager
-from .roofline import linear_flops
+from .baselines import floor, frameworks, numpy_eager, torch_linear_bn_relu, torch_mlp
+from .roofline import linear_flops, mlp_flops
 from .scaling import ROUNDS as SCALING_ROUNDS
 from .scaling import scaling_tasks
 from .session import Options, Session, Task, pair_cost
@@ -31,7 +31,6 @@ ROUNDS = {"fused": (4, 24), "mlp": (4, 8), "bn": (4, 12), "conv": (4, 16), "scal
 FUSED_SHAPES = ((1024, 512), (4096, 1024))  # (N, K) of x, quick and full
 MLP_BATCHES = {"eval": ((8, 256), (1, 8, 32, 256, 1024, 4096)),
                "train": ((8, 256), (2, 8, 32, 256, 1024, 4096))}
-MLP_LAYERS = ((784, 256), (256, 128), (128, 10))
 BN_SHAPES = (((4096, 256), (16, 128, 512)), ((32768, 1024), (64, 256, 2048)))
 
 
@@ -48,10 +47,6 @@ def _n_baselines(options: Options, numpy_rows: int = 2) -> int:
         k in options.baselines and found for k, found in installed.items())
 
 
-def _torch_linear_bn_relu(k: int) -> Callable[[Any], Any]:
-    return lambda torch: torch.nn.Sequential(torch.nn.Linear(k, k), torch.nn.BatchNorm1d(k), torch.nn.ReLU())
-
-
 def fused_tasks(options: Options) -> list[Task]:
     """Linear+BN+ReLU, train then eval, vs the bare GEMM, NumPy eager and the frameworks."""
     n, k = FUSED_SHAPES[0 if options.quick else 1]
@@ -64,18 +59,12 @@ def fused_tasks(options: Options) -> list[Task]:
         tag = f"linear+bn+relu {'train' if train else 'eval'} f32 x({n},{k})"
         bases = [floor("np.matmul(x, W.T, out=y)", lambda: np.matmul(x, w.T, out=y), 1.08 if train else 1.03),
                  numpy_eager(model, x),
-                 *frameworks(_torch_linear_bn_relu(k), x, train, torch_target=0.75 if train else 0.9)]
+                 *frameworks(torch_linear_bn_relu(k), x, train, torch_target=0.75 if train else 0.9)]
         return session.pair(tag, lambda: cm(x), bases, rounds, work={"flops": linear_flops(n, k, k)})
 
     cost = pair_cost(options, rounds, _n_baselines(options), call_s=0.005 if options.quick else 0.05)
     return [Task("fused", f"linear+bn+relu {mode}", lambda s, t=(mode == "train"): measure(s, t), cost)
             for mode in ("train", "eval")]
-
-
-def _torch_mlp(torch: Any) -> Any:
-    t = torch.nn
-    return t.Sequential(t.Flatten(), t.Linear(784, 256), t.BatchNorm1d(256), t.ReLU(), t.Linear(256, 128),
-                        t.BatchNorm1d(128), t.ReLU(), t.Linear(128, 10))
 
 
 def mlp_tasks(options: Options) -> list[Task]:
@@ -97,11 +86,10 @@ def mlp_tasks(options: Options) -> list[Task]:
         x = np.random.default_rng(batch).standard_normal((batch, 784)).astype(np.float32)
         bases = [floor("its 3 GEMMs alone (np.matmul)", cpu_fused._bare_gemms(model, x)),
                  numpy_eager(model, x),
-                 *frameworks(_torch_mlp, x, mode == "train",
+                 *frameworks(torch_mlp, x, mode == "train",
                              torch_target=0.5 if (mode, batch) == ("eval", 32) else None)]
-        flops = sum(linear_flops(batch, k, m) for k, m in MLP_LAYERS)
         rows = session.pair(f"MLPWithBN {mode} f32 batch {batch}", lambda: cm(x), bases, rounds,
-                            work={"flops": flops})
+                            work={"flops": mlp_flops(batch)})
         return [{**r, "sweep": "mlp", "mode": mode, "batch": batch} for r in rows]
 
     cost = pair_cost(options, rounds, _n_baselines(options))

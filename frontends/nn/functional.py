@@ -50,13 +50,19 @@ def _overridable(fn: Callable) -> Callable:
 
 
 # ---------------------------------------------------------------------------------------- linear
+def _float_weight(weight: Any, where: str) -> np.ndarray:
+    """A functional form's ``weight`` as a float32/float64 array (a :class:`DTypeError` otherwise)."""
+    w = np.asarray(weight)
+    if w.dtype not in FLOAT_DTYPES:
+        raise DTypeError(f"{where}: expected a float32 or float64 weight, got dtype {w.dtype}")
+    return w
+
+
 @_overridable
 def linear(input: Any, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
     """``input @ weight.T + bias`` for input ``(in,)`` or ``(*, in)`` and weight ``(out, in)``."""
     where = "linear"
-    w = np.asarray(weight)
-    if w.dtype not in FLOAT_DTYPES:
-        raise DTypeError(f"{where}: expected a float32 or float64 weight, got dtype {w.dtype}")
+    w = _float_weight(weight, where)
     x = as_float_input(input, where, w.dtype, what="weight's")
     if w.ndim != 2:
         raise ShapeError(f"{where}: expected a 2D weight (out_features, in_features), got shape {_shape(w)}")
@@ -179,9 +185,7 @@ def conv2d(input: Any, weight: np.ndarray, bias: np.ndarray | None = None, strid
     ``"same"`` (stride 1 only; an even kernel pads one more at the bottom / right, like torch).
     """
     where = "conv2d"
-    w = np.asarray(weight)
-    if w.dtype not in FLOAT_DTYPES:
-        raise DTypeError(f"{where}: expected a float32 or float64 weight, got dtype {w.dtype}")
+    w = _float_weight(weight, where)
     x = _input_4d(input, where, w.dtype, what="weight's")
     if w.ndim != 4:
         raise ShapeError(f"{where}: expected a 4D weight (out_channels, in_channels/groups, kh, kw), "
