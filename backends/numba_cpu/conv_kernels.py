@@ -218,6 +218,22 @@ def conv_block_size(n, k, p, itemsize):
     return bb, nblk
 
 
+@helper
+def conv_block_gemm(w2, col, y, groups, first, shift):
+    """One block's GEMMs: ``y`` (O, bb·P) = ``w2`` (O, K_g) @ ``col`` (C·kh·kw, bb·P), one per group
+    (row slices); with ``first`` also ``shift`` (O), each channel's first output value (0 when not
+    finite), the shift of the train-BN partial sums."""
+    o = w2.shape[0]
+    og = o // groups
+    kg = w2.shape[1]
+    for gi in range(groups):
+        k_gemm(w2[gi * og:(gi + 1) * og], col[gi * kg:(gi + 1) * kg], y[gi * og:(gi + 1) * og], bool(False))
+    if first:
+        for ch in range(o):
+            v = y[ch, 0]
+            shift[ch] = v if v - v == 0.0 else 0.0  # finite
+
+
 # ----------------------------------------------------------------------------------- op drivers
 @driver
 def conv_blocks(x, w, geo, groups, out, m, s, t, relu, stats, p1, p2, shift):
@@ -231,7 +247,6 @@ def conv_blocks(x, w, geo, groups, out, m, s, t, relu, stats, p1, p2, shift):
     p = out.shape[2] * wo
     kg = cg * kh * kw
     kall = x.shape[1] * kh * kw
-    og = o // groups
     g = (kh, kw, int(geo[0]), int(geo[1]), int(geo[2]), int(geo[3]), int(geo[4]), int(geo[5]), wo)
     w2 = np.ascontiguousarray(w).reshape((o, kg))
     out3 = out.reshape((n, o, p))
@@ -254,14 +269,8 @@ def conv_blocks(x, w, geo, groups, out, m, s, t, relu, stats, p1, p2, shift):
         else:
             k_conv_step_s(x, col, n0, yp, out3, pn0, m, s, t, relu, stats, p1, p2, shift, g)
         if nb > 0:
-            y = ybuf[:o * nb * p].reshape((o, nb * p))
-            for gi in range(groups):
-                k_gemm(w2[gi * og:(gi + 1) * og], col[gi * kg:(gi + 1) * kg], y[gi * og:(gi + 1) * og],
-                       bool(False))
-            if stats and blk == 0:
-                for ch in range(o):
-                    v = y[ch, 0]
-                    shift[ch] = v if v - v == 0.0 else 0.0  # finite
+            conv_block_gemm(w2, col, ybuf[:o * nb * p].reshape((o, nb * p)), groups, bool(stats and blk == 0),
+                            shift)
         pn0 = n0
         pnb = nb
 
@@ -339,7 +348,6 @@ def conv_blocks_s(x, w, geo, groups, out, m, s, t, relu, stats, p1, p2, shift):
     p = out.shape[2] * wo
     kg = cg * kh * kw
     kall = x.shape[1] * kh * kw
-    og = o // groups
     g = (kh, kw, int(geo[0]), int(geo[1]), int(geo[2]), int(geo[3]), int(geo[4]), int(geo[5]), wo)
     w2 = np.ascontiguousarray(w).reshape((o, kg))
     out3 = out.reshape((n, o, p))
@@ -357,14 +365,8 @@ def conv_blocks_s(x, w, geo, groups, out, m, s, t, relu, stats, p1, p2, shift):
         yp = ybuf[:o * pnb * p].reshape((o, pnb * p))
         k_conv_step_s(x, col, n0, yp, out3, pn0, m, s, t, relu, stats, p1, p2, shift, g)
         if nb > 0:
-            y = ybuf[:o * nb * p].reshape((o, nb * p))
-            for gi in range(groups):
-                k_gemm(w2[gi * og:(gi + 1) * og], col[gi * kg:(gi + 1) * kg], y[gi * og:(gi + 1) * og],
-                       bool(False))
-            if stats and blk == 0:
-                for ch in range(o):
-                    v = y[ch, 0]
-                    shift[ch] = v if v - v == 0.0 else 0.0
+            conv_block_gemm(w2, col, ybuf[:o * nb * p].reshape((o, nb * p)), groups, bool(stats and blk == 0),
+                            shift)
         pn0 = n0
         pnb = nb
 
