@@ -141,7 +141,7 @@ def _options_block(suites: list[str], options: Options) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Execute ``lazyfuse bench``; returns the exit status (1 for a regression with
     --fail-on-regression)."""
-    from . import compare, report, roofline
+    from . import compare, cpu_fused, report, roofline
     from .environment import environment, numba_threads
     from .progress import Progress
     from .session import Session
@@ -159,11 +159,12 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     peaks, error = None, None
     try:
-        if wants_peaks:
-            progress.set_section("peaks: SGEMM rate and copy bandwidth")
-            peaks = roofline.measure_peaks(samples=3 if options.quick else 5)
-            progress.advance(peak_cost)
-        session.run(tasks)
+        with cpu_fused.steady_state():
+            if wants_peaks:
+                progress.set_section("peaks: SGEMM rate and copy bandwidth")
+                peaks = roofline.measure_peaks(samples=3 if options.quick else 5)
+                progress.advance(peak_cost)
+            session.run(tasks)
     except BaseException as exc:  # Ctrl-C included: what was measured is still reported and saved
         error = f"{type(exc).__name__}: {exc}"
         raise

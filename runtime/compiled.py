@@ -199,8 +199,17 @@ class CompiledModule:
             if cache.seen != signature:
                 cache.seen, cache.replay = signature, None
             elif cache.replay is None:
-                cache.replay = (signature, self._bind(inputs, cache.state, cache.training))
+                bound = self._bind(inputs, cache.state, cache.training)
+                if bound is not None:  # None: the runner cannot bind this call yet (compiling)
+                    cache.replay = (signature, bound)
         return result
+
+    def wait_compiled(self, timeout: float | None = None) -> bool:
+        """Block until compiles the backend runs in the background finished (the ``cpu`` backend's
+        parallel entry; see README, "Compile time"); True when none is running.  Benchmarks call it
+        before timing, so they time the code later calls run."""
+        wait = getattr(self.runner, "wait_compiled", None)
+        return True if wait is None else wait(timeout)
 
     def _by_position(self, arrays: tuple, named: dict[str, Any]) -> tuple:
         """Keyword inputs put in ``forward``'s parameter order."""
@@ -221,8 +230,9 @@ class CompiledModule:
         return tuple(given[n] for n in names)
 
     def _bind(self, inputs: list[np.ndarray], state: dict[str, np.ndarray],
-              training: dict[str | None, bool]) -> Callable[[Sequence[np.ndarray]], Any]:
-        """The runner's call with ``state`` and ``training`` fixed, for inputs like ``inputs``."""
+              training: dict[str | None, bool]) -> Callable[[Sequence[np.ndarray]], Any] | None:
+        """The runner's call with ``state`` and ``training`` fixed, for inputs like ``inputs``
+        (None when the runner cannot bind it yet)."""
         bind = getattr(self.runner, "bind", None)
         if bind is not None:
             return bind(inputs, state, training)

@@ -6,19 +6,24 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from lazyfuse.backends.module_cache import first_call, load_module
 from lazyfuse.ir.graph import Graph
 
-from . import threads
+from . import background, threads
 from .codegen import generate
+
+Bound = Callable[[Sequence[np.ndarray]], np.ndarray | tuple]
 
 
 class NumbaCPUExecutable:
     """One generated module; ``run`` gathers the arrays in ``run()``'s order and makes one call:
     ``run_s`` (serial kernels only) when the module's ``small(inputs)`` says every tensor is small,
-    else ``run``.  Each of the two is compiled (or loaded from the disk cache) on its first use."""
+    else ``run``.  Each of the two is compiled (or loaded from the disk cache) on its first use;
+    by default ``run`` compiles in a background thread while large calls use ``run_s`` (see
+    :mod:`.background`)."""
 
     def __init__(self, graph: Graph) -> None:
         gen = generate(graph)
@@ -33,6 +38,7 @@ class NumbaCPUExecutable:
         self._serial = self.module.run_s
         self._first_call_lock = threading.Lock()
         self._compiled: set[str] = set()
+        self._background: background.BackgroundCompile | None = None
 
     @property
     def file(self) -> Path | None:
@@ -47,20 +53,56 @@ class NumbaCPUExecutable:
             training: Mapping[str | None, bool]) -> np.ndarray | tuple[np.ndarray, ...]:
         args, _, _ = self._build_args(inputs, state, training)
         name = self.entry([args[i] for i in self._inputs])
-        fn = getattr(self.module, name)
-        if name not in self._compiled:
-            return self._first_call(name, fn, args)
-        return self._call(fn, args)
+        if name in self._compiled:
+            return self._call(getattr(self.module, name), args)
+        if name == "run" and self._run_s_meanwhile():
+            if "run_s" in self._compiled:
+                result = self._call(self._serial, args)
+            else:
+                result = self._first_call("run_s", self._serial, args)
+            self._compile_run_in_background(args)  # after run_s: both would wait on Numba's lock
+            return result
+        return self._first_call(name, getattr(self.module, name), args)
+
+    def wait_compiled(self, timeout: float | None = None) -> bool:
+        """Block until a background compile of ``run`` finished; True when none is running."""
+        job = self._background
+        return job is None or job.wait(timeout)
+
+    def _run_s_meanwhile(self) -> bool:
+        """Whether a call that wants ``run`` before it is compiled goes to ``run_s`` while ``run``
+        compiles in the background: by default, unless a background compile failed (then the call
+        compiles ``run`` in the foreground, which raises the error where the user sees it)."""
+        job = self._background
+        if job is None:
+            return background.enabled()
+        return job.error is None
+
+    def _compile_run_in_background(self, args: list) -> None:
+        with self._first_call_lock:
+            if self._background is not None or "run" in self._compiled:
+                return
+            threads.choose_layer()  # here, not in the thread: before anything may start Numba's pool
+            signature = tuple(numba.typeof(a) for a in args)  # the types a call with args dispatches on
+            fn, path = self.module.run, self.path
+
+            def compile_run() -> None:
+                with first_call(path):
+                    fn.compile(signature)
+                self._compiled.add("run")
+
+            self._background = background.BackgroundCompile(compile_run, "lazyfuse-compile-run")
 
     def bind(self, inputs: Sequence[np.ndarray], state: Mapping[str, np.ndarray],
-             training: Mapping[str | None, bool]) -> Callable[[Sequence[np.ndarray]], np.ndarray | tuple]:
+             training: Mapping[str | None, bool]) -> Bound | None:
         """``run`` with ``state`` and ``training`` fixed, for inputs of the shapes, dtypes and layout
         of ``inputs`` (so the same compiled function): what ``CompiledModule`` replays while the model
         is unchanged.  A single-input graph in eval mode on the serial path, the usual small-batch
-        call, becomes one call of ``run_s`` with the other arguments prebound."""
+        call, becomes one call of ``run_s`` with the other arguments prebound.  None while the
+        entry is not compiled yet (``run`` compiling in the background): ask again later."""
         name = self.entry(inputs)
         if name not in self._compiled:
-            return lambda arrays: self.run(arrays, state, training)
+            return None
         args, mutates, copied = self._build_args(inputs, state, training)
         if copied:
             return lambda arrays: self.run(arrays, state, training)
