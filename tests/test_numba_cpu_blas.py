@@ -12,7 +12,9 @@ from lazyfuse import nn
 from lazyfuse.backends import module_cache as cache
 from lazyfuse.backends.numba_cpu import codegen, intrinsics
 
-SHAPES = [(1, 1, 1), (7, 5, 1), (33, 70, 17), (2, 3, 0), (0, 4, 3), (4, 0, 3)]  # (M, N, K)
+# (M, N, K); an output of one row or one column goes to cblas_?gemv (intrinsics.py)
+SHAPES = [(1, 1, 1), (7, 5, 1), (33, 70, 17), (2, 3, 0), (0, 4, 3), (4, 0, 3), (1, 9, 6), (8, 1, 6),
+          (1, 1, 6)]
 
 
 def _check_gemm(lib, dtype) -> None:
@@ -38,6 +40,13 @@ def _check_gemm(lib, dtype) -> None:
     out = np.empty((3, 2), dtype)
     lib.k_gemm(x, np.ones((4, 2), dtype), out, False)
     assert np.isnan(out[1]).all() and np.isfinite(out[[0, 2]]).all()
+    for b, bt in ((np.ones((2, 4), dtype), True), (np.ones((4, 2), dtype), False)):  # GEMV: one row
+        row = np.empty((1, 2), dtype)
+        lib.k_gemm(x[1:2], b, row, bt)
+        assert np.isnan(row).all()
+    column = np.empty((3, 1), dtype)
+    lib.k_gemm(x, np.ones((1, 4), dtype), column, True)  # GEMV: one column
+    assert np.isnan(column[1, 0]) and np.isfinite(column[[0, 2]]).all()
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +58,7 @@ def test_numpy_cblas_is_found_and_named_in_the_source():
     if intrinsics.CBLAS is None:
         pytest.skip("this NumPy's BLAS exports no CBLAS gemm (the loop-GEMM tests below cover it)")
     assert intrinsics.CBLAS.int_bits in (32, 64)
+    assert intrinsics.CBLAS.gemv and intrinsics.CBLAS.tag.endswith("/gemv")  # OpenBLAS exports both
     assert f"BLAS {intrinsics.CBLAS.tag}" in codegen.library_source()
     assert "def gemm_nt(" not in codegen.library_source()  # the intrinsics, not loops
     assert "def gemm_nn(" not in codegen.library_source()
