@@ -21,8 +21,9 @@ from .baselines import floor, torch_eager, torch_linear_bn_relu, torch_mlp
 from .roofline import linear_flops, mlp_flops
 from .session import Options, Session, Task, pair_cost
 
-# Rounds (quick, full) per row; the big points take ~0.1-0.5 s a call.
-ROUNDS = (2, 4)
+# Rounds (quick, full) per row; the big points take ~0.1-0.5 s a call.  A sweep is read as a curve
+# over ten points, so one round per block order is enough to place each point.
+ROUNDS = (2, 2)
 FUSED_BATCHES = ((1, 256, 4096), (1, 16, 256, 4096, 65536))
 WIDTHS = ((256, 1024), (256, 512, 1024, 2048, 4096))
 MLP_BATCHES = ((1, 256, 4096), (1, 16, 256, 4096, 16384, 65536))
