@@ -146,3 +146,14 @@ def test_conv_bench_rows_time_what_they_name(monkeypatch):
     assert all(r["ratio"] == 1.0 and r["rounds"] == 2 for r in rows)
     fe = conv.bench_feature_extractor(rounds=2)
     assert [r["bench"].split()[1] for r in fe] == ["eval", "train"] and all(r["target"] == 1.2 for r in fe)
+
+
+def test_epilogue_parts_time_every_part_on_small_shapes(monkeypatch, tmp_path):
+    from lazyfuse.bench import epilogue_parts
+
+    monkeypatch.setattr(cpu_fused, "SETTLE_S", 0.0)
+    steps = epilogue_parts.parts(n=64, k=32)
+    rows = epilogue_parts.measure(steps, rounds=2, reps=1)
+    assert list(rows) == list(steps) and len(rows) == 7
+    for name, row in rows.items():
+        assert 0 < row["q1_ms"] <= row["ms"] <= row["q3_ms"] and row["rounds"] == 2, name
