@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lazyfuse.backends import Backend, get_backend
 from lazyfuse.errors import CompileError, TraceError
 from lazyfuse.frontends.materialize import materialize_lazy
 from lazyfuse.frontends.nn import Module
 from lazyfuse.frontends.spec import TensorSpec, as_spec
+from lazyfuse.frontends.torch import is_torch_module
 from lazyfuse.frontends.trace import trace
 from lazyfuse.ir.graph import Graph
 from lazyfuse.passes.manager import PassContext, register_pass, run_passes
@@ -25,8 +28,10 @@ def _materialize_lazy_pass(graph: Graph, ctx: PassContext) -> Graph:
     """The frontend's ``materialize_lazy`` step as a pass: materialize the lazy modules of
     ``ctx.model`` (else ``graph.model``) with the inferred sizes; a no-op without a model."""
     model = ctx.model if ctx.model is not None else graph.model
-    if model is not None:
+    if isinstance(model, Module):
         materialize_lazy(graph, model)
+    elif model is not None and hasattr(type(model), "materialize_lazy"):  # a frontend's model view
+        model.materialize_lazy(graph)
     return graph
 
 
@@ -54,18 +59,22 @@ def infer_shapes(graph: Graph, ctx: PassContext | None = None) -> Graph:
     return run_passes(graph.copy(), list(INFER_PASSES), ctx)
 
 
-def compile(model: Module, *specs: TensorSpec | tuple, backend: str = "cpu",
+def compile(model: Any, *specs: TensorSpec | tuple, backend: str = "cpu",
             ctx: PassContext | None = None) -> CompiledModule:
-    """Trace ``model`` on ``specs``, run :func:`pipeline` (inference, materialization, the backend's
-    passes) and build a callable.
+    """Trace ``model`` (a ``lazyfuse.nn.Module``, or a ``torch.nn.Module`` through the PyTorch
+    frontend) on ``specs``, run :func:`pipeline` (inference, materialization, the backend's passes)
+    and build a callable.
 
     ``backend`` is ``"cpu"`` (Numba), ``"reference"`` (NumPy interpreter) or ``"cuda"``.  Lazy
     modules are materialized from the specs alone (no data); the compiled module shares the model's
     parameters and buffers and follows ``model.training`` at call time.
     """
     be = get_backend(backend)  # unknown names fail before any work
+    if is_torch_module(model):
+        return _compile_torch(model, specs, be, ctx)
     if not isinstance(model, Module):
-        raise CompileError(f"compile: expected a lazyfuse.nn.Module, got {type(model).__name__}")
+        raise CompileError(f"compile: expected a lazyfuse.nn.Module or a torch.nn.Module, got "
+                           f"{type(model).__name__}")
     tspecs = [as_spec(s) for s in specs]
     graph = trace(model, *tspecs)
     ctx = PassContext(model=model) if ctx is None else ctx
@@ -76,7 +85,24 @@ def compile(model: Module, *specs: TensorSpec | tuple, backend: str = "cpu",
     return CompiledModule(model, optimized, be.build(optimized), tspecs, backend=be.name, rebuild=compile)
 
 
-def summary(model: Module, *specs: TensorSpec | tuple) -> str:
+def _compile_torch(module: Any, specs: tuple, be: Backend, ctx: PassContext | None) -> CompiledModule:
+    """``compile`` for a ``torch.nn.Module``: the same pipeline on the PyTorch frontend's graph; its
+    lazy modules materialize in the torch model, and calls share the torch tensors' memory."""
+    from lazyfuse.runtime.torch_compiled import TorchCompiledModule
+
+    tspecs = [as_spec(s) for s in specs]
+    graph = trace(module, *tspecs)
+    model = graph.model  # the frontend's TorchModel view (kept alive by the compiled module)
+    ctx = PassContext(model=model) if ctx is None else ctx
+    if ctx.model is None:
+        ctx.model = model
+    optimized = run_passes(graph, pipeline(be), ctx)
+    optimized.model = model
+    return TorchCompiledModule(module, model, optimized, be.build(optimized), tspecs, backend=be.name,
+                               rebuild=compile)
+
+
+def summary(model: Any, *specs: TensorSpec | tuple) -> str:
     """Per-layer output shapes and parameter counts, computed from the specs alone.
 
     Nothing is allocated: lazy modules stay lazy (shape inference runs on the traced graph without

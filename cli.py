@@ -22,7 +22,7 @@ PROG = "lazyfuse"
 
 _MODEL_HELP = ("the model: path/to/file.py:factory, package.module:factory, or model.onnx; the "
                "factory is a Module instance, a Module class (built with no arguments) or a function "
-               "returning a Module")
+               "returning a Module (lazyfuse.nn or torch.nn)")
 
 DUMP_EPILOG = """\
 examples:

@@ -85,8 +85,14 @@ class CacheWarning(RuntimeWarning):
     rebuilt).  lazyfuse still runs correctly, perhaps slower to start."""
 
 
+class GradientWarning(UserWarning):
+    """A compiled call of a torch model ran with grad mode on while a parameter or an input requires
+    grad: lazyfuse calls are forward only, so no gradient flows through them."""
+
+
 __all__ = [
     "CacheWarning",
+    "GradientWarning",
     "LazyFuseError",
     "ConfigError",
     "ShapeError",

@@ -111,6 +111,31 @@ def torch_compiled(make_model: Callable[[Any], Any], x: np.ndarray, train: bool)
     return Baseline("torch.compile", f"torch.compile ({_threads(torch)})", make)
 
 
+def torch_frontend(x: np.ndarray, train: bool, backend: str) -> Baseline:
+    """The examples' MLPWithBN written in torch (``TorchMLPWithBN``, lazy layers and all), compiled by
+    lazyfuse's PyTorch frontend and called on a torch tensor: against the ``lazyfuse.nn`` model's
+    compiled call, a ratio of 1 means the torch path adds nothing per call."""
+    torch = torch_or_none()
+
+    def make() -> tuple[Step, dict[str, Any]]:
+        if torch is None:
+            raise Unavailable("torch is not installed (pip install 'lazyfuse[torch]')")
+        import warnings
+
+        import lazyfuse as lf
+        from lazyfuse.examples.torch_models import TorchMLPWithBN
+
+        torch.manual_seed(0)
+        cm = lf.compile(TorchMLPWithBN().train(train), lf.TensorSpec(("N", 784)), backend=backend)
+        tx = torch.from_numpy(x)
+        with warnings.catch_warnings():  # the one GradientWarning, then calls run without no_grad
+            warnings.simplefilter("ignore", lf.GradientWarning)
+            cm(tx)
+        return (lambda: cm(tx)), {}
+
+    return Baseline("torch", "lazyfuse on the torch model (PyTorch frontend)", make)
+
+
 def onnxruntime_session(make_model: Callable[[Any], Any], x: np.ndarray, train: bool) -> Baseline:
     """The torch model exported to ONNX (TorchScript exporter) and run by onnxruntime's CPU
     provider; inference graphs only, so train rows are skipped."""

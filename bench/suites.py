@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import conv, cpu_fused
-from .baselines import floor, frameworks, numpy_eager, torch_linear_bn_relu, torch_mlp
+from .baselines import floor, frameworks, numpy_eager, torch_frontend, torch_linear_bn_relu, torch_mlp
 from .roofline import linear_flops, mlp_flops
 from .scaling import ROUNDS as SCALING_ROUNDS
 from .scaling import scaling_tasks
@@ -33,6 +33,9 @@ ROUNDS = {"fused": (4, 24), "mlp": (4, 6), "bn": (4, 8), "conv": (4, 12), "scali
 FUSED_SHAPES = ((1024, 512), (4096, 1024))  # (N, K) of x, quick and full
 MLP_BATCHES = {"eval": ((8, 256), (1, 8, 32, 256, 1024, 4096)),
                "train": ((8, 256), (2, 8, 32, 256, 1024, 4096))}
+# Batches whose rows also pair the lazyfuse.nn model with the same model written in torch, compiled
+# by the PyTorch frontend (the torch path must add nothing per call); quick runs: batch 8.
+FRONTEND_BATCHES = (8, 32, 4096)
 BN_SHAPES = (((4096, 256), (16, 128, 512)), ((32768, 1024), (64, 256, 2048)))
 
 
@@ -90,6 +93,8 @@ def mlp_tasks(options: Options) -> list[Task]:
                  numpy_eager(model, x),
                  *frameworks(torch_mlp, x, mode == "train",
                              torch_target=0.5 if (mode, batch) == ("eval", 32) else None)]
+        if batch in FRONTEND_BATCHES:
+            bases.append(torch_frontend(x, mode == "train", options.backend))
         rows = session.pair(f"MLPWithBN {mode} f32 batch {batch}", lambda: cm(x), bases, rounds,
                             work={"flops": mlp_flops(batch)})
         return [{**r, "sweep": "mlp", "mode": mode, "batch": batch} for r in rows]

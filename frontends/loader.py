@@ -8,7 +8,8 @@ A MODEL reference is one of
 - ``model.onnx`` — reserved for the ONNX importer (not available yet).
 
 ``factory`` (a dotted attribute path is allowed: ``Outer.make``) may be a ``Module`` instance, a
-``Module`` subclass (instantiated with no arguments) or a callable returning a ``Module``.
+``Module`` subclass (instantiated with no arguments) or a callable returning a ``Module``, where a
+``Module`` is a ``lazyfuse.nn.Module`` or a ``torch.nn.Module`` (the PyTorch frontend reads it).
 Every failure raises :class:`ModelLoadError` (or :class:`InputSpecError` for a bad spec) with a
 message meant for the person who typed the reference.
 """
@@ -28,6 +29,7 @@ from typing import Any
 from lazyfuse.errors import LazyFuseError
 from lazyfuse.frontends.nn import Module
 from lazyfuse.frontends.spec import TensorSpec
+from lazyfuse.frontends.torch import is_torch_module
 
 __all__ = ["ModelLoadError", "InputSpecError", "load_model", "parse_input", "split_reference"]
 
@@ -58,8 +60,9 @@ def split_reference(ref: str) -> tuple[str, str | None]:
     return head, tail
 
 
-def load_model(ref: str) -> Module:
-    """The ``lazyfuse.nn.Module`` that the MODEL reference ``ref`` names (see the module docstring)."""
+def load_model(ref: str) -> Any:
+    """The ``lazyfuse.nn.Module`` (or ``torch.nn.Module``) that the MODEL reference ``ref`` names
+    (see the module docstring)."""
     where, factory = split_reference(ref)
     if where.lower().endswith(".onnx"):
         if not os.path.exists(where):
@@ -138,11 +141,12 @@ def _get_attr(module: ModuleType, path: str, where: str) -> Any:
     return obj
 
 
-def _to_module(obj: Any, what: str) -> Module:
-    if isinstance(obj, Module):
+def _to_module(obj: Any, what: str) -> Any:
+    if isinstance(obj, Module) or is_torch_module(obj):
         return obj
-    if inspect.isclass(obj) and not issubclass(obj, Module):
-        raise ModelLoadError(f"{what} is the class {obj.__name__}, not a lazyfuse.nn.Module subclass")
+    if inspect.isclass(obj) and not (issubclass(obj, Module) or _is_torch_class(obj)):
+        raise ModelLoadError(f"{what} is the class {obj.__name__}, not a lazyfuse.nn.Module or "
+                             "torch.nn.Module subclass")
     if not callable(obj):
         raise ModelLoadError(f"{what} is a {type(obj).__name__}, not a module, a Module class or a "
                              "factory function")
@@ -159,17 +163,16 @@ def _to_module(obj: Any, what: str) -> Module:
         raise
     except Exception as exc:
         raise ModelLoadError(f"{what}() failed: {_describe(exc)}") from exc
-    if isinstance(result, Module):
+    if isinstance(result, Module) or is_torch_module(result):
         return result
-    if _is_torch_module(result):
-        raise ModelLoadError(f"{what}() returned a torch.nn.Module; importing PyTorch models is not "
-                             "available from the command line yet; build it with lazyfuse.nn")
-    raise ModelLoadError(f"{what}() returned {type(result).__name__}, expected a lazyfuse.nn.Module")
+    raise ModelLoadError(f"{what}() returned {type(result).__name__}, expected a lazyfuse.nn.Module or "
+                         "a torch.nn.Module")
 
 
-def _is_torch_module(obj: Any) -> bool:
-    """True for a ``torch.nn.Module`` (checked without importing torch)."""
-    return any(c.__module__.startswith("torch.nn") and c.__name__ == "Module" for c in type(obj).__mro__)
+def _is_torch_class(cls: type) -> bool:
+    """A ``torch.nn.Module`` subclass (False, without importing torch, when torch is not loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and issubclass(cls, torch.nn.Module)
 
 
 def _candidates_hint(module: ModuleType) -> str:

@@ -40,10 +40,14 @@ def _modules(graph: Graph) -> dict[str, object]:
         return {}
 
 
-def _lazy_sizes(node: Node, module: object) -> str:
+def _lazy_sizes(node: Node, module: object, model: object) -> str:
     """``in_features=50176`` for a module that is still lazy: the attrs of ``node`` named like the
-    sizes its class declares lazy (``lazy_dims``), as shape inference resolved them."""
-    dims = getattr(module, "lazy_dims", None) or {}
+    sizes its class declares lazy (``lazy_dims``; a frontend's model view may say it for modules
+    that do not: ``lazy_dims_of``), as shape inference resolved them."""
+    dims = getattr(module, "lazy_dims", None)
+    if not dims:
+        of = getattr(type(model), "lazy_dims_of", None)
+        dims = of(model, module) if of is not None else ()
     return "  ".join(f"{d}={node.attrs[d]}" for d in dims if d in node.attrs)
 
 
@@ -75,7 +79,7 @@ def graph_summary(graph: Graph) -> str:
             own = [i for i in dict.fromkeys(node.inputs) if i.op == "param"]
             rows.append((node.module or "(root)", node.module_type,
                          "?" if node.type is None else str(node.type), _fmt(_count(own)),
-                         _lazy_sizes(node, modules.get(node.module or ""))))
+                         _lazy_sizes(node, modules.get(node.module or ""), graph.model)))
     if not any(r[4] for r in rows[1:]):  # nothing lazy: no column
         rows = [r[:4] for r in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

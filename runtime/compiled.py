@@ -86,8 +86,14 @@ class CompiledModule:
                              if OPS[n.op].call_check is not None]
         # The input shapes of the last checked call and the symbol sizes they bound.
         self._last_shapes: tuple[tuple, dict[str, int]] | None = None
-        # lazyfuse models count their changes (``state_version``), so a call can reuse the last one's.
-        self._tracked = isinstance(model, nn.Module)
+        # lazyfuse models count their changes (``state_version``), so a call can reuse the last one's;
+        # so does a frontend's view of a foreign model that has one (the PyTorch frontend's
+        # TorchModel), which also reads its modules' arrays and settings (``local_state_of``,
+        # ``settings_of``) for modules that lack lazyfuse's methods.
+        self._tracked = isinstance(model, nn.Module) or hasattr(type(model), "state_version")
+        foreign = not isinstance(model, nn.Module) and hasattr(type(model), "local_state_of")
+        self._local_state: Callable[[Any, str], dict[str, Any]] = (
+            model.local_state_of if foreign else lambda owner, kind: owner.local_state(kind))
         # Per module the graph runs: its class and the settings the graph baked in (checked again
         # whenever the model changed, since a call cannot follow a new class or new settings).
         self._compiled_as = compiled_modules(model, graph) if self._tracked else {}
@@ -327,7 +333,7 @@ class CompiledModule:
         state, held = {}, []
         for path, entries in self._state_groups.items():
             owner = self.model.get_submodule(path)  # one submodule walk per owner per fetch
-            views = {kind: owner.local_state(kind) for kind in ("parameter", "buffer")}
+            views = {kind: self._local_state(owner, kind) for kind in ("parameter", "buffer")}
             for node, name, dtype, shape in entries:
                 local = views["parameter" if node.op == "param" else "buffer"]
                 value = local.get(name)
@@ -389,17 +395,19 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-def compiled_modules(model: nn.Module, graph: Graph) -> dict[str, tuple[type, dict[str, Any]]]:
+def compiled_modules(model: Any, graph: Graph) -> dict[str, tuple[type, dict[str, Any]]]:
     """Per module path the graph's nodes came from (fused nodes name all of theirs): the module's
     class now, and the node attributes that are plain attributes of the module with the same value
     (``eps``, ``momentum``, ``in_features``, ``start_dim``, ...): the settings the graph baked in."""
     found: dict[str, tuple[type, dict[str, Any]]] = {}
+    foreign = not isinstance(model, nn.Module) and hasattr(type(model), "settings_of")
+    settings_of = model.settings_of if foreign else lambda mod: mod.settings()
     for node in graph.nodes:
         paths = node.attrs.get("modules") or ((node.module,) if node.module is not None else ())
         for path in paths:
             mod = model.get_submodule(path)
             settings = found.setdefault(path, (type(mod), {}))[1]
-            plain = mod.settings()
+            plain = settings_of(mod)
             for name, value in node.attrs.items():
                 if name in plain and not name.startswith("_") and _same(plain[name], value):
                     settings[name] = value

@@ -152,6 +152,36 @@ def test_dump_dot_and_summary(work: Path) -> None:
     assert "Total params: 244" in s.stdout  # 8*16+16 + 2*16 + 16*4+4 = 244, computed before allocation
 
 
+TORCH_SRC = textwrap.dedent("""\
+    import torch
+
+
+    class TorchTiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = torch.nn.Linear(8, 16)
+            self.bn = torch.nn.LazyBatchNorm1d()
+            self.act = torch.nn.ReLU()
+            self.head = torch.nn.LazyLinear(4)
+
+        def forward(self, x):
+            return self.head(self.act(self.bn(self.fc1(x))))
+""")
+
+
+def test_a_torch_factory_dumps_the_same_ir_as_the_lazyfuse_model(work: Path) -> None:
+    pytest.importorskip("torch")
+    (work / "tiny_torch.py").write_text(TORCH_SRC)
+    r = run("dump", "tiny_torch.py:TorchTiny", "--input", "N,8", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == GOLDEN_INFERRED.replace("@Tiny", "@TorchTiny").replace("tiny.py", "tiny_torch.py")
+    s = run("dump", "tiny_torch.py:TorchTiny", "--input", "N,8", "--summary", cwd=work)
+    assert s.returncode == 0, s.stderr
+    assert "num_features=16" in s.stdout and "in_features=16" in s.stdout and "Total params: 244" in s.stdout
+    o = run("dump", "tiny_torch.py:TorchTiny", "--input", "N,8", "--stage", "optimized", cwd=work)
+    assert o.returncode == 0 and "%fc1_bn_act: f32[N,16] = fused_linear_bn_relu[" in o.stdout, o.stderr
+
+
 def test_dump_backend_source(work: Path) -> None:
     r = run("dump", "tiny.py:Tiny", "--input", "N,8", "--backend-source", cwd=work)
     assert r.returncode == 0, r.stderr

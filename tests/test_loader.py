@@ -127,8 +127,8 @@ def test_load_from_package_module() -> None:
     ("NeedsArgs", "cannot be called without arguments"),
     ("fails", r"make\(\)|fails\(\) failed: RuntimeError: no weights today"),
     ("returns_list", r"returned list, expected a lazyfuse.nn.Module"),
-    ("Holder", "not a lazyfuse.nn.Module subclass"),
-    ("torch_model", "returned a torch.nn.Module"),
+    ("Holder", "not a lazyfuse.nn.Module or torch.nn.Module subclass"),
+    ("torch_model", r"returned TorchLike, expected a lazyfuse.nn.Module or a torch.nn.Module"),
     ("bad-name", "bad factory name"),
 ])
 def test_load_errors(model_file: Path, factory: str, message: str) -> None:

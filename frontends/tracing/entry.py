@@ -80,8 +80,13 @@ def trace(model: Module, *specs: TensorSpec | tuple) -> Graph:
     No data is touched and the model is not modified; lazy sizes appear as ``?`` until
     ``lazyfuse.infer_shapes`` resolves them.
     """
+    from lazyfuse.frontends.torch import is_torch_module, trace_torch
+
+    if is_torch_module(model):
+        return trace_torch(model, *specs)
     if not isinstance(model, Module):
-        raise TraceError(f"trace: expected a lazyfuse.nn.Module, got {type(model).__name__}")
+        raise TraceError(f"trace: expected a lazyfuse.nn.Module or a torch.nn.Module, got "
+                         f"{type(model).__name__}")
     _check_arity(model, len(specs))
     if not specs:
         raise TraceError(f"trace: {SPEC_HINT}")
