@@ -21,6 +21,7 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "infer_shapes": ("lazyfuse.api", "infer_shapes"),
     "compile": ("lazyfuse.api", "compile"),
     "summary": ("lazyfuse.api", "summary"),
+    "export_onnx": ("lazyfuse.api", "export_onnx"),
     "CompiledModule": ("lazyfuse.runtime", "CompiledModule"),
     "errors": ("lazyfuse.errors", None),
 }

@@ -111,3 +111,59 @@ def summary(model: Any, *specs: TensorSpec | tuple) -> str:
     graph = trace(model, *specs)
     inferred = run_passes(graph.copy(), ["infer_shapes"], PassContext(model=None))
     return inferred.summary()
+
+
+def _export_specs(spec: Any) -> list[TensorSpec]:
+    """One spec, or a tuple / list of them (one per input); a tuple of dims is one spec."""
+    several = isinstance(spec, (tuple, list)) and spec
+    if several and all(isinstance(s, (TensorSpec, tuple, list)) for s in spec):
+        return [as_spec(s) for s in spec]
+    return [as_spec(spec)]
+
+
+def _model_arrays(graph: Graph) -> dict[str, Any]:
+    """Each param/buffer target of ``graph`` -> the model's array now (zero-copy views)."""
+    import numpy as np
+
+    model = graph.model
+    foreign = not isinstance(model, Module) and hasattr(type(model), "local_state_of")
+    arrays = {}
+    for node in graph.params():
+        path, _, name = node.attrs["target"].rpartition(".")
+        owner = model.get_submodule(path)
+        kind = "parameter" if node.op == "param" else "buffer"
+        local = model.local_state_of(owner, kind) if foreign else owner.local_state(kind)
+        arrays[node.attrs["target"]] = np.asarray(local[name])
+    return arrays
+
+
+def export_onnx(model: Any, spec: Any, path: Any, *, opset: int = 18) -> Any:
+    """Write ``model`` (a ``lazyfuse.nn.Module`` or a ``torch.nn.Module``) as an ONNX file at ``path``
+    and return the ``onnx.ModelProto``.
+
+    ``spec`` is a TensorSpec (or shape tuple), or a tuple of them for several inputs.  Lazy modules
+    are resolved from the spec and materialized, as :func:`compile` does, so a model that never saw
+    data exports; symbolic dims become ONNX ``dim_param``s.  Inference semantics: BatchNorm uses the
+    running statistics the model holds now.  The file passes ``onnx.checker.check_model(...,
+    full_check=True)``.
+    """
+    from lazyfuse import __version__
+    from lazyfuse.frontends.onnx.export import to_onnx
+
+    specs = _export_specs(spec)
+    graph = trace(model, *specs)
+    ctx = PassContext(model=graph.model)
+    inferred = run_passes(graph, list(INFER_PASSES), ctx)
+    inferred.model = graph.model
+    proto = to_onnx(inferred, _model_arrays(inferred), opset=opset, producer_version=__version__)
+    import onnx
+
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except onnx.checker.ValidationError as exc:  # a lazyfuse bug, not the user's: say so plainly
+        raise CompileError(f"export_onnx: the exported model fails onnx.checker: {exc}") from None
+    try:
+        onnx.save(proto, path)
+    except OSError as exc:
+        raise CompileError(f"export_onnx: cannot write {path}: {exc}") from None
+    return proto

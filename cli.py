@@ -24,6 +24,12 @@ _MODEL_HELP = ("the model: path/to/file.py:factory, package.module:factory, or m
                "factory is a Module instance, a Module class (built with no arguments) or a function "
                "returning a Module (lazyfuse.nn or torch.nn)")
 
+EXPORT_EPILOG = """\
+examples:
+  lazyfuse export examples/mlp.py:MLPWithBN --input N,784 -o mlp.onnx
+  lazyfuse export examples/torch_models.py:TorchMLPWithBN --input N,784 -o mlp.onnx --opset 17
+"""
+
 DUMP_EPILOG = """\
 examples:
   lazyfuse dump examples/mlp.py:MLPWithBN --input N,784
@@ -106,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     viz.add_argument("-o", "--output", required=True, metavar="FILE",
                      help="output file: .svg, .png, .html or .dot")
     viz.add_argument("--title", default=None, help="picture title (default: graph name and stage)")
+
+    export = sub.add_parser("export", help="write a model as an ONNX file", formatter_class=fmt,
+                            description="Resolve MODEL's lazy sizes from the --input specs and write it as "
+                                        "ONNX (inference semantics: BatchNorm uses its running statistics).",
+                            epilog=EXPORT_EPILOG)
+    export.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    export.add_argument("--input", "-i", dest="inputs", action="append", metavar="DIMS", default=[],
+                        help="an input's shape (N,784); symbol names become ONNX dim_params; repeat for "
+                             "several inputs")
+    export.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="element type of the inputs (default: float32)")
+    export.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    export.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
+    export.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
 
     from lazyfuse.bench import command as bench_command
 
@@ -221,6 +241,23 @@ def cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``lazyfuse export``."""
+    import lazyfuse as lf
+    from lazyfuse.frontends.loader import load_model
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".onnx":
+        raise UsageError(f"-o {args.output}: the file name must end in .onnx")
+    if out.parent != Path("") and not out.parent.is_dir():
+        raise UsageError(f"-o {args.output}: folder {out.parent} does not exist")
+    specs = _specs(args)
+    proto = lf.export_onnx(load_model(args.model), tuple(specs), out, opset=args.opset)
+    print(f"wrote {out} ({out.stat().st_size:,} bytes; {len(proto.graph.node)} nodes, opset {args.opset})",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """``lazyfuse bench`` (see :mod:`lazyfuse.bench.command`)."""
     from lazyfuse.bench import command
@@ -228,7 +265,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return command.run(args)
 
 
-COMMANDS = {"dump": lambda args: cmd_dump(args), "viz": lambda args: cmd_viz(args), "bench": cmd_bench}
+COMMANDS = {"dump": lambda args: cmd_dump(args), "viz": lambda args: cmd_viz(args), "bench": cmd_bench,
+            "export": lambda args: cmd_export(args)}
 
 
 # ------------------------------------------------------------------------------------ main

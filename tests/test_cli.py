@@ -182,6 +182,20 @@ def test_a_torch_factory_dumps_the_same_ir_as_the_lazyfuse_model(work: Path) -> 
     assert o.returncode == 0 and "%fc1_bn_act: f32[N,16] = fused_linear_bn_relu[" in o.stdout, o.stderr
 
 
+def test_export_writes_an_onnx_file_of_the_lazy_model(work: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    r = run("export", "tiny.py:Tiny", "--input", "N,8", "-o", "tiny.onnx", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert "wrote tiny.onnx" in r.stderr and "opset 18" in r.stderr
+    model = onnx.load(str(work / "tiny.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert [n.op_type for n in model.graph.node] == ["Gemm", "BatchNormalization", "Relu", "Gemm"]
+    bad = run("export", "tiny.py:Tiny", "--input", "N,8", "-o", "tiny.txt", cwd=work)
+    assert bad.returncode == 2 and "must end in .onnx" in bad.stderr
+    old = run("export", "tiny.py:Tiny", "--input", "N,8", "-o", "x.onnx", "--opset", "9", cwd=work)
+    assert old.returncode == 1 and "opset must be an int from 14" in old.stderr
+
+
 def test_dump_backend_source(work: Path) -> None:
     r = run("dump", "tiny.py:Tiny", "--input", "N,8", "--backend-source", cwd=work)
     assert r.returncode == 0, r.stderr
