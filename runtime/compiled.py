@@ -97,6 +97,9 @@ class CompiledModule:
         # Per module the graph runs: its class and the settings the graph baked in (checked again
         # whenever the model changed, since a call cannot follow a new class or new settings).
         self._compiled_as = compiled_modules(model, graph) if self._tracked else {}
+        if hasattr(type(model), "watch_settings"):  # a view without a change counter of its own
+            model.watch_settings([(model.get_submodule(path), name)
+                                  for path, (_, settings) in self._compiled_as.items() for name in settings])
         self._cache: CallCache | None = None
 
     @property

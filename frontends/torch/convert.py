@@ -31,6 +31,18 @@ from .model import is_uninitialized, view
 
 _FILE_LINE = re.compile(r'File "([^"]+)", line (\d+)')
 _PKG_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# lazyfuse's machinery (never "the user's line"); tests/ and examples/ hold user models.
+_MACHINERY = ("frontends", "ir", "passes", "backends", "runtime")
+_INTERNAL = (*(os.path.join(_PKG_ROOT, d) + os.sep for d in _MACHINERY), os.path.join(_PKG_ROOT, "api.py"))
+
+
+def _is_user_file(path: str) -> bool:
+    full = os.path.abspath(path)
+    return (not path.startswith("<") and not full.startswith(_INTERNAL)
+            and not full.startswith(os.path.dirname(require_torch().__file__) + os.sep))
+
+
+_VIEW_OPS = ("reshape", "flatten")
 
 
 class Shape:
@@ -43,10 +55,7 @@ class Shape:
 
 
 def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
-    torch_root = os.path.dirname(require_torch().__file__)
-    return [f for f in traceback.extract_tb(exc.__traceback__)
-            if not os.path.abspath(f.filename).startswith((torch_root, _PKG_ROOT))
-            and not f.filename.startswith("<")]
+    return [f for f in traceback.extract_tb(exc.__traceback__) if _is_user_file(f.filename)]
 
 
 def _fx_error(module: Any, exc: Exception) -> TraceError:
@@ -76,6 +85,12 @@ def trace_torch(module: Any, *specs: Any) -> Graph:
     if not specs:
         raise TraceError(f"trace: {SPEC_HINT}")
     tspecs = [as_spec(s) for s in specs]
+    from .converters import module_converter
+
+    if module_converter(module) is not None:  # fx never keeps the root as a leaf: one call of it
+        fx_graph = torch.fx.Graph()
+        fx_graph.output(fx_graph.call_module("", (fx_graph.placeholder(_first_parameter(module)),)))
+        return Converter(module, fx_graph, tspecs).run()
     tracer = torch.fx.Tracer()
     tracer.record_stack_traces = True
     try:
@@ -85,6 +100,17 @@ def trace_torch(module: Any, *specs: Any) -> Graph:
     except Exception as exc:  # fx's TraceError, a TypeError from user code on a Proxy, ...
         raise _fx_error(module, exc) from None
     return Converter(module, fx_graph, tspecs).run()
+
+
+def _first_parameter(module: Any) -> str:
+    """The name of ``module.forward``'s first parameter (``input`` for torch's layers)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(module.forward).parameters)
+    except (TypeError, ValueError):
+        params = []
+    return params[0] if params else "input"
 
 
 class Converter:
@@ -121,6 +147,7 @@ class Converter:
             raise TraceError(f"model {type(self.root).__name__}'s forward takes {len(placeholders)} "
                              f"input(s), got {len(self.specs)} spec(s); {SPEC_HINT}")
         specs = iter(self.specs)
+        self.order = {n: i for i, n in enumerate(self.fx.nodes)}
         for n in self.fx.nodes:
             self.fx_node = n
             if n.op == "placeholder":
@@ -159,7 +186,7 @@ class Converter:
     def _call_function(self, n: Any) -> Any:
         convert = self.tables.function_converter(n.target)
         if convert is None:
-            name = getattr(n.target, "__qualname__", None) or getattr(n.target, "__name__", repr(n.target))
+            name = getattr(n.target, "__name__", None) or repr(n.target)
             raise self.error(f"function {name}() is not supported by lazyfuse's PyTorch frontend")
         return convert(self, *self.args(n.args), **self.kwargs(n.kwargs))
 
@@ -247,11 +274,29 @@ class Converter:
                                       module=module or None, module_type=module_type if module else None)
 
     def alias(self, arg: Any, result: Node) -> Node:
-        """An in-place op (``relu_``, ``inplace=True``): later uses of ``arg`` see ``result``."""
+        """An in-place op (``relu_``, ``inplace=True``, ``+=``): later uses of ``arg`` see ``result``.
+
+        An in-place op on a view (``x.view(...).relu_()``) also writes the tensor it views; when that
+        tensor is read again later, this is refused rather than computed wrong.  (A graph input is
+        never written: the caller's array stays as it was, where torch would change it.)"""
+        target = self.value(arg)
+        base = target
+        while isinstance(base, Node) and base.op in _VIEW_OPS:
+            base = base.inputs[0]
+            if self._used_later(base):
+                raise self.error(f"an in-place op on a view ({target.op}) of a tensor that is used again "
+                                 "later is not supported; apply the op out of place (y = y.relu())")
         for fx_node, value in list(self.values.items()):
-            if value is self.value(arg):
+            if value is target:
                 self.values[fx_node] = result
         return result
+
+    def _used_later(self, value: Node) -> bool:
+        """Whether an fx node after the current one reads ``value``."""
+        order = self.order
+        here = order[self.fx_node]
+        return any(order[user] > here for fx_node, v in self.values.items() if v is value
+                   for user in fx_node.users)
 
     def enclosing_module(self) -> str | None:
         """The innermost module whose ``forward`` called the current function (not the root)."""
@@ -261,10 +306,8 @@ class Converter:
 
     def user_line(self) -> tuple[str, int] | None:
         """The innermost frame of fx's recorded stack trace that is the user's code (not torch's)."""
-        torch_root = os.path.dirname(require_torch().__file__)
         found = [(path, int(line)) for path, line in
-                 _FILE_LINE.findall(getattr(self.fx_node, "stack_trace", None) or "")
-                 if not os.path.abspath(path).startswith((torch_root, _PKG_ROOT + os.sep + "frontends"))]
+                 _FILE_LINE.findall(getattr(self.fx_node, "stack_trace", None) or "") if _is_user_file(path)]
         return found[-1] if found else None
 
     def loc(self) -> Loc | None:

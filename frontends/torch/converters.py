@@ -200,7 +200,7 @@ def function_converter(target: Any) -> Callable[..., Any] | None:
     table: dict[Any, Callable[..., Any]] = {
         F.relu: _relu_fn, torch.relu: _relu_fn, torch.relu_: _relu_inplace_fn, F.relu_: _relu_inplace_fn,
         F.linear: _linear_fn, torch.flatten: _flatten_fn, F.batch_norm: _batch_norm_fn,
-        operator.add: _add, operator.iadd: _add, torch.add: _add,
+        operator.add: _add, torch.add: _add,
         builtins.getattr: _getattr, operator.getitem: _getitem,
     }
     try:
