@@ -51,8 +51,10 @@ class TorchCompiledModule(CompiledModule):
             else:
                 if not tensors:
                     return super().__call__(*arrays)
+                if len(arrays) == 1:
+                    return _as_tensors(torch, super().__call__(arrays[0].numpy()))
                 return _as_tensors(torch, super().__call__(
-                    *(a if type(a) is np.ndarray else a.numpy() for a in arrays)))
+                    *[a if type(a) is np.ndarray else a.numpy() for a in arrays]))
         return self._checked_call(torch, arrays, named)
 
     def _checked_call(self, torch: Any, arrays: tuple, named: dict) -> Any:
@@ -84,6 +86,6 @@ class TorchCompiledModule(CompiledModule):
 
 def _as_tensors(torch: Any, out: Any) -> Any:
     """Outputs as tensors sharing the arrays' memory."""
-    if isinstance(out, tuple):
-        return tuple(torch.from_numpy(o) for o in out)
+    if type(out) is tuple:
+        return tuple(map(torch.from_numpy, out))
     return torch.from_numpy(out)

@@ -22,7 +22,6 @@ Other attributes are the torch module's (``view.fc1`` is ``module.fc1``).
 
 from __future__ import annotations
 
-import operator
 import weakref
 from typing import Any
 
@@ -38,7 +37,6 @@ _VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _REGISTRATIONS = [0]  # bumped by torch's global registration hooks once a view exists
 _HOOKED = [False]
 _PLAIN = (bool, int, float, str, tuple, type(None))
-_TRAINING = operator.attrgetter("training")
 _DATA_PTR: list[Any] = []  # torch.Tensor.data_ptr, set with the hooks
 # The sizes each torch lazy class infers, like ``LazyModuleMixin.lazy_dims`` of lazyfuse's.
 LAZY_DIMS = {"LazyLinear": ("in_features",), "LazyBatchNorm1d": ("num_features",),
@@ -125,16 +123,21 @@ class TorchModel:
                        for t in store.values() if t is not None]
             # An uninitialized tensor has no storage; materializing it registers a new one (a bump).
             self._tensors = [t for t in tensors if not is_uninitialized(t)]
-        # map() with unbound methods: this runs on every call (~2 us for MLPWithBN)
-        return (self._seen, tuple(map(_TRAINING, self._modules)), tuple(map(_DATA_PTR[0], self._tensors)),
-                tuple(map(getattr, *self._watch)))
+            self._rewatch()
+        # map() in C over prepared lists: this runs on every call (~2 us for MLPWithBN)
+        return self._seen, tuple(map(getattr, *self._watch)), tuple(map(_DATA_PTR[0], self._tensors))
 
     def watch_settings(self, pairs: list[tuple[Any, str]]) -> None:
         """Make ``state_version`` follow these ``(module, attribute)`` settings too (the ones a compiled
         graph baked in: ``momentum``, ``eps``, ...), so changing one is caught before the next call."""
         for module, name in pairs:
             self._watched[(id(module), name)] = (module, name)
-        self._watch = ([m for m, _ in self._watched.values()], [n for _, n in self._watched.values()])
+        self._rewatch()
+
+    def _rewatch(self) -> None:
+        """The attributes ``state_version`` reads: every module's ``training``, then the settings."""
+        pairs = [(m, "training") for m in self._modules] + list(self._watched.values())
+        self._watch = ([m for m, _ in pairs], [n for _, n in pairs])
 
     def get_submodule(self, path: str) -> Any:
         return self.module.get_submodule(path)
