@@ -22,6 +22,7 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "compile": ("lazyfuse.api", "compile"),
     "summary": ("lazyfuse.api", "summary"),
     "export_onnx": ("lazyfuse.api", "export_onnx"),
+    "import_onnx": ("lazyfuse.frontends.onnx.importer", "import_onnx"),
     "CompiledModule": ("lazyfuse.runtime", "CompiledModule"),
     "errors": ("lazyfuse.errors", None),
 }

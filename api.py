@@ -70,6 +70,8 @@ def compile(model: Any, *specs: TensorSpec | tuple, backend: str = "cpu",
     parameters and buffers and follows ``model.training`` at call time.
     """
     be = get_backend(backend)  # unknown names fail before any work
+    if not specs and getattr(model, "input_specs", None):  # an imported ONNX model declares them
+        specs = tuple(model.input_specs)
     if is_torch_module(model):
         return _compile_torch(model, specs, be, ctx)
     if not isinstance(model, Module):

@@ -143,11 +143,27 @@ def _version() -> str:
 
 
 # ------------------------------------------------------------------------------------ commands
+def _model_and_specs(args: argparse.Namespace) -> tuple[object, list]:
+    """The loaded MODEL and its input specs: ``--input``, or the shapes an ONNX file declares."""
+    from lazyfuse.frontends.loader import load_model
+
+    if not args.inputs and args.model.lower().endswith(".onnx"):
+        model = load_model(args.model)
+        declared = list(getattr(model, "input_specs", ()) or ())
+        if not declared:
+            raise UsageError(f"{args.model} declares no input shapes; give them with --input, e.g. "
+                             "--input N,784")
+        return model, declared
+    specs = _specs(args)
+    return load_model(args.model), specs
+
+
 def _specs(args: argparse.Namespace) -> list:
     from lazyfuse.frontends.loader import InputSpecError, parse_input
 
     if not args.inputs:
-        raise UsageError("at least one --input is required, e.g. --input N,784")
+        raise UsageError("at least one --input is required, e.g. --input N,784 (an ONNX file that "
+                         "declares its input shapes needs none)")
     try:
         return [parse_input(text, args.dtype) for text in args.inputs]
     except InputSpecError as exc:
@@ -174,12 +190,10 @@ def _print_after(args: argparse.Namespace, stage: str) -> set[str] | str:
 
 
 def _load(args: argparse.Namespace, stage: str, backend_source: bool = False):
-    from lazyfuse.frontends.loader import load_model
     from lazyfuse.viz.stages import build_stage
 
-    specs = _specs(args)
     print_after = _print_after(args, stage)
-    model = load_model(args.model)
+    model, specs = _model_and_specs(args)
     return build_stage(model, specs, stage, print_after=print_after, backend_source=backend_source)
 
 
@@ -189,10 +203,9 @@ def cmd_dump(args: argparse.Namespace) -> int:
         if args.stage or args.print_after or args.format != "text":
             raise UsageError("--summary prints a table; it takes no --stage, --print-after or --format")
         import lazyfuse as lf
-        from lazyfuse.frontends.loader import load_model
 
-        specs = _specs(args)
-        print(lf.summary(load_model(args.model), *specs))
+        model, specs = _model_and_specs(args)
+        print(lf.summary(model, *specs))
         return 0
     if args.backend_source:
         if args.stage not in (None, "optimized"):
@@ -244,15 +257,14 @@ def cmd_viz(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """``lazyfuse export``."""
     import lazyfuse as lf
-    from lazyfuse.frontends.loader import load_model
 
     out = Path(args.output)
     if out.suffix.lower() != ".onnx":
         raise UsageError(f"-o {args.output}: the file name must end in .onnx")
     if out.parent != Path("") and not out.parent.is_dir():
         raise UsageError(f"-o {args.output}: folder {out.parent} does not exist")
-    specs = _specs(args)
-    proto = lf.export_onnx(load_model(args.model), tuple(specs), out, opset=args.opset)
+    model, specs = _model_and_specs(args)
+    proto = lf.export_onnx(model, tuple(specs), out, opset=args.opset)
     print(f"wrote {out} ({out.stat().st_size:,} bytes; {len(proto.graph.node)} nodes, opset {args.opset})",
           file=sys.stderr)
     return 0

@@ -5,7 +5,7 @@ A MODEL reference is one of
 - ``path/to/file.py:factory`` — the file is imported as a fresh module (its folder goes on
   ``sys.path`` while it loads, so it can import its neighbours);
 - ``package.module:factory`` — imported with :func:`importlib.import_module`;
-- ``model.onnx`` — reserved for the ONNX importer (not available yet).
+- ``model.onnx`` — imported with :func:`lazyfuse.frontends.onnx.importer.import_onnx`.
 
 ``factory`` (a dotted attribute path is allowed: ``Outer.make``) may be a ``Module`` instance, a
 ``Module`` subclass (instantiated with no arguments) or a callable returning a ``Module``, where a
@@ -67,8 +67,9 @@ def load_model(ref: str) -> Any:
     if where.lower().endswith(".onnx"):
         if not os.path.exists(where):
             raise ModelLoadError(f"no such ONNX file: {where}")
-        raise ModelLoadError(f"{where}: ONNX import is not available yet; define the model with "
-                             "lazyfuse.nn and pass path/to/file.py:factory")
+        from lazyfuse.frontends.onnx.importer import import_onnx
+
+        return import_onnx(where)
     if where.endswith(".py") or os.sep in where or "/" in where:
         module = _import_file(where)
     elif _MODULE_PATH.match(where):

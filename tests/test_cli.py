@@ -244,7 +244,7 @@ def test_viz_without_graphviz_fails_cleanly(work: Path) -> None:
     (["dump", "tiny.py:Tiny"], 2, "at least one --input"),
     (["dump", "tiny.py:Tiny", "--input", "N,7"], 1, "in_features mismatch: expected 8"),
     (["dump", "tiny.py:FlattenLazy", "--input", "N,3,L"], 1, "give symbol L a concrete size"),
-    (["dump", "model.onnx", "--input", "N,8"], 1, "ONNX import is not available yet"),
+    (["dump", "model.onnx", "--input", "N,8"], 1, "model.onnx is not an ONNX model"),
     (["dump", "tiny.py:Tiny", "--input", "N,8", "--print-after", "fuse"], 2, "not run at stage inferred"),
     (["viz", "tiny.py:Tiny", "--input", "N,8", "-o", "g.pdf"], 2, ".svg, .png, .html or .dot"),
     (["dump", "tiny.py:two_inputs", "--input", "N,8"], 1,
