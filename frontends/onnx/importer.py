@@ -127,6 +127,10 @@ class OnnxModule(nn.Module):
 
     def _spec(self, value: Any) -> TensorSpec:
         onnx = require_onnx()
+        if not value.type.HasField("tensor_type"):
+            kind = value.type.WhichOneof("value") or "untyped"
+            raise CompileError(f"import_onnx: {self._where}: input {value.name!r} is a {kind} value; "
+                               "lazyfuse models take tensors")
         t = value.type.tensor_type
         dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
         if dtype not in (np.float32, np.float64):
@@ -376,13 +380,18 @@ def _forward_code(names: list[str], count: int, filename: str) -> Any:
     return compile(tree, filename, "exec")
 
 
-def import_onnx(path: str | Path) -> OnnxModule:
-    """The ONNX model in ``path`` as a :class:`OnnxModule` (see the module docstring).
+def import_onnx(path: Any) -> OnnxModule:
+    """The ONNX model in ``path`` (or an ``onnx.ModelProto``) as a :class:`OnnxModule` (see the module
+    docstring).
 
     The module's class is made for the file: named after the ONNX graph, with a ``forward`` whose
     parameters are the graph inputs' names (so traced graphs and compiled modules use them).
     Its steps are closures, so it deep-copies but does not pickle: import the file again instead."""
-    model = load_onnx(path)
+    onnx = require_onnx()
+    if isinstance(path, onnx.ModelProto):
+        model, path = path, f"{path.graph.name or 'model'}.onnx"
+    else:
+        model = load_onnx(path)
     inits = {t.name for t in model.graph.initializer}
     names = [_ident(i.name) for i in model.graph.input if i.name not in inits]
     if len(set(names)) != len(names) or any(n.isdigit() or keyword.iskeyword(n) for n in names):
