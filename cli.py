@@ -67,19 +67,24 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_input_args(p: argparse.ArgumentParser) -> None:
+    """MODEL, ``--input``, ``--dtype`` and ``--debug``: what every model command takes."""
     p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
     p.add_argument("--input", "-i", dest="inputs", action="append", metavar="DIMS", default=[],
                    help="an input's shape, dims separated by commas: ints or symbol names (N,784); "
-                        "repeat for several inputs")
+                        "repeat for several inputs (an ONNX file's declared shapes are the default)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="element type of the inputs (default: float32)")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    _add_input_args(p)
     p.add_argument("--stage", choices=("traced", "inferred", "optimized"), default=None,
                    help="traced (lazy dims are ?), inferred (after shape inference; the default) or "
                         "optimized (after the cpu pipeline, fusion included)")
     p.add_argument("--print-after", metavar="PASS|all", default=None,
                    help="print the IR (on stderr) after this pass; a comma list or 'all'")
-    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,15 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Resolve MODEL's lazy sizes from the --input specs and write it as "
                                         "ONNX (inference semantics: BatchNorm uses its running statistics).",
                             epilog=EXPORT_EPILOG)
-    export.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
-    export.add_argument("--input", "-i", dest="inputs", action="append", metavar="DIMS", default=[],
-                        help="an input's shape (N,784); symbol names become ONNX dim_params; repeat for "
-                             "several inputs")
-    export.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                        help="element type of the inputs (default: float32)")
+    _add_input_args(export)  # symbol names in --input become ONNX dim_params
     export.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write")
     export.add_argument("--opset", type=int, default=18, help="ONNX opset (default: 18)")
-    export.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
 
     from lazyfuse.bench import command as bench_command
 
