@@ -307,6 +307,13 @@ def _relu_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
     return ShapeResult(ts[0], dict(attrs))
 
 
+def _transpose_rule(attrs: dict[str, Any], ts: list[TensorType]) -> ShapeResult:
+    x = ts[0]
+    if x.rank != 2:
+        raise InferenceError(f"transpose: expected a 2-D input (torch's t()), got {x}")
+    return ShapeResult(x.with_shape((x.shape[1], x.shape[0])), dict(attrs))
+
+
 def _norm_axis(op: str, d: int, rank: int) -> int:
     if not -rank <= d < rank:
         raise InferenceError(f"{op}: dim {d} is out of range for rank {rank} (expected {-rank}..{rank - 1})")
@@ -449,6 +456,10 @@ def _add_impl(attrs: dict[str, Any], a: np.ndarray, b: np.ndarray, training: boo
     return np.add(a, b)
 
 
+def _transpose_impl(attrs: dict[str, Any], x: np.ndarray, training: bool = False) -> np.ndarray:
+    return np.ascontiguousarray(x.T)
+
+
 # ------------------------------------------------------------------------------------- table
 register_op(OpDef("input", {"index": AttrSpec("int")}, (), None, None, kind="source"))
 register_op(OpDef("param", {"target": AttrSpec("str")}, (), None, None, kind="source"))
@@ -469,6 +480,7 @@ register_op(OpDef("flatten", {"start_dim": AttrSpec("int", 1), "end_dim": AttrSp
 register_op(OpDef("reshape", {"shape": AttrSpec("shape")}, ("input",), _reshape_rule, _reshape_impl,
                   call_check=_reshape_call_check))
 register_op(OpDef("add", {}, ("input", "other"), _add_rule, _add_impl))
+register_op(OpDef("transpose", {}, ("input",), _transpose_rule, _transpose_impl))
 
 
 # ------------------------------------------------------------------------------- node queries

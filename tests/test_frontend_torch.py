@@ -131,6 +131,7 @@ CASES = {  # name -> (model factory, input shape)
     "reshape-size()[0]": (_fn(lambda s, x: s.fc(x.reshape((x.size()[0], -1)))), (4, 3, 2)),
     "view-dim()": (_fn(lambda s, x: s.fc(x.view(x.shape[0], x.dim(), -1).flatten(1))), (4, 3, 2)),
     "add-operator": (_fn(lambda s, x: s.fc(x) + s.fc2(x)), (4, 6)),
+    "Tensor.t-and-torch.t": (_fn(lambda s, x: torch.t(s.fc(x).t().relu())), (4, 6)),
     "torch.add": (_fn(lambda s, x: torch.add(s.fc(x), s.fc2(x))), (4, 6)),
     "Tensor.add": (_fn(lambda s, x: s.fc(x).add(s.fc2(x))), (4, 6)),
     "F.batch_norm": (_fn(lambda s, x: F.batch_norm(s.fc(x), None, None, s.gamma, s.beta, training=True,

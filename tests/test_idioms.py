@@ -29,6 +29,7 @@ IDIOMS = {
     "dim() / size(-1)": lambda m, x: m.fc(x.reshape(x.size(0), x.size(-1) * 2 if x.dim() == 3 else -1)),
     "F.flatten(...).relu()": lambda m, x: m.fc(F.flatten(x, 1)).relu(),
     "Sequential output .relu()": lambda m, x: m.seq(x).relu(),
+    "t().relu().t()": lambda m, x: m.fc(x.flatten(1)).t().relu().t(),  # (N, 4) -> (4, N) -> (N, 4)
 }
 
 

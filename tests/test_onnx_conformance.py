@@ -38,8 +38,6 @@ EXCLUDED = {
     "test_constant_pad": "Pad, not Constant (the name matches the pattern)",
     "test_constant_pad_axes": "Pad, not Constant",
     "test_constant_pad_negative_axes": "Pad, not Constant",
-    "test_gemm_transposeA": "Gemm transA=1: the IR's linear takes rows of A",
-    "test_gemm_all_attributes": "Gemm transA=1: the IR's linear takes rows of A",
     "test_gemm_default_matrix_bias": "Gemm with a 2-D C (one bias per element): linear's bias is per column",
     "test_matmul_3d": "MatMul with a 3-D B: linear's weight is 2-D",
     "test_matmul_4d": "MatMul with a 4-D B: linear's weight is 2-D",

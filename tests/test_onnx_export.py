@@ -118,6 +118,25 @@ def test_every_exported_op_matches_onnxruntime(tmp_path):
     assert {"MatMul", "Transpose", "Add", "BatchNormalization", "Reshape", "Conv", "MaxPool", "Relu"} <= ops
 
 
+class _Transposed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, x):
+        return self.fc(x).t().relu()  # (4, N): Transpose
+
+
+def test_a_transpose_exports_and_imports_back(tmp_path):
+    lf.manual_seed(5)
+    model = _Transposed()
+    x = np.random.default_rng(5).standard_normal((6, 3)).astype(np.float32)
+    _check_same(model, (("N", 3),), tmp_path / "t.onnx", x)
+    assert "Transpose" in {n.op_type for n in onnx.load(str(tmp_path / "t.onnx")).graph.node}
+    back = lf.compile(lf.import_onnx(tmp_path / "t.onnx"))  # Transpose is not an imported op
+    np.testing.assert_allclose(back(x), model(x), rtol=1e-5, atol=1e-6)
+
+
 def test_a_torch_model_exports_too(tmp_path):
     torch = pytest.importorskip("torch")
     from lazyfuse.examples.torch_models import TorchMLPWithBN

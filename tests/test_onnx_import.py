@@ -89,6 +89,22 @@ def test_a_torch_exported_mlp_with_batchnorm_matches_torch(tmp_path):
         np.testing.assert_allclose(lf.compile(imported, backend=backend)(x), want, rtol=1e-5, atol=1e-5)
 
 
+def test_gemm_with_transposed_a(tmp_path):
+    """``transA=1``: A arrives (K, M); the importer traces its transpose (the IR's transpose op)."""
+    w = np.random.default_rng(6).standard_normal((5, 4)).astype(np.float32)
+    node = helper.make_node("Gemm", ["x", "w"], ["y"], transA=1, transB=1, name="g")
+    float_ = onnx.TensorProto.FLOAT
+    graph = helper.make_graph([node], "ta", [helper.make_tensor_value_info("x", float_, [4, "N"])],
+                              [helper.make_tensor_value_info("y", float_, ["N", 5])],
+                              initializer=[onnx.numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "ta.onnx"))
+    cm = lf.compile(lf.import_onnx(tmp_path / "ta.onnx"))
+    x = _x(4, 3)
+    np.testing.assert_allclose(cm(x), x.T @ w.T, rtol=1e-5, atol=1e-6)
+    assert "transpose" in str(cm.graph)
+
+
 def test_the_other_ops_and_generic_names(tmp_path):
     """Gemm with transB=0 / alpha / beta, MatMul + Add, Flatten on axis 0 and 2, Reshape with 0 and
     -1, Identity, Constant, and initializer names that are not Python names."""
@@ -159,7 +175,7 @@ BN = [onnx.numpy_helper.from_array(np.ones(4, np.float32), n) for n in ("s", "b"
                                   name="bn"), BN), ["'bn' (BatchNormalization)", "training_mode=1"]),
     (_model_with(helper.make_node("Gemm", ["x", "x"], ["y"], name="g")),
      ["'g' (Gemm)", "must be an initializer"]),
-    (_model_with(helper.make_node("Gemm", ["x", "s"], ["y"], transA=1, name="g"), BN), ["transA=1"]),
+    (_model_with(helper.make_node("Transpose", ["x"], ["y"], perm=[0, 1], name="t")), ["perm=[0, 1]"]),
     (_model_with(helper.make_node("Relu", ["x"], ["y"]), opset=3), ["opset 3 is not supported"]),
     (_model_with(helper.make_node("Relu", ["x"], ["y"]), domain_opsets=[helper.make_opsetid("com.x", 1)]),
      ["domain 'com.x'"]),

@@ -37,6 +37,12 @@ def lower_relu(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
     em.emit(f"op_relu({ins[0]}, {out})", f"op_relu_s({ins[0]}, {out})")
 
 
+@lowers("transpose")
+def lower_transpose(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
+    """A C-contiguous copy of the 2-D transpose (what the next op's kernels read)."""
+    em.emit(f"{out} = np.ascontiguousarray({ins[0]}.T)")
+
+
 @lowers("add")
 def lower_add(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
     """add (with NumPy broadcasting)."""

@@ -114,6 +114,12 @@ class Tensor(np.ndarray):
             raise InputError(f"reshape: expected ints (the new shape), got "
                              f"{', '.join(map(repr, args))}: {exc}") from None
 
+    def t(self) -> Any:
+        """torch's ``t()`` of a 2-D tensor: its transpose (a view, as in torch)."""
+        if self.ndim != 2:
+            raise ShapeError(f"t(): expected a 2-D tensor, got shape {self.shape}")
+        return self.T
+
     def relu(self) -> Any:
         """``max(x, 0)`` elementwise (NaN propagates), as ``nn.functional.relu``."""
         from .functional import relu

@@ -164,9 +164,13 @@ def _max_pool2d(w: Writer, node: Node) -> None:
            strides=list(a["stride"]), pads=begin + end, dilations=list(a["dilation"]), ceil_mode=0)
 
 
+def _transpose(w: Writer, node: Node) -> None:
+    w.emit(node, "Transpose", [w.operands(node)["input"]], perm=[1, 0])
+
+
 EXPORTERS: dict[str, Callable[[Writer, Node], None]] = {
     "linear": _linear, "batch_norm": _batch_norm, "relu": _relu, "add": _add, "flatten": _flatten,
-    "reshape": _reshape_to_type, "conv2d": _conv2d, "max_pool2d": _max_pool2d,
+    "reshape": _reshape_to_type, "conv2d": _conv2d, "max_pool2d": _max_pool2d, "transpose": _transpose,
 }
 
 

@@ -32,7 +32,7 @@ from lazyfuse.frontends.spec import TensorSpec
 from . import require_onnx
 
 SUPPORTED_OPS = ("Gemm", "MatMul", "Add", "BatchNormalization", "Relu", "Flatten", "Reshape", "Identity",
-                 "Constant")
+                 "Constant", "Transpose")
 MIN_OPSET = 9  # BatchNormalization without ``spatial`` semantics questions, Flatten on any axis
 
 
@@ -211,6 +211,13 @@ class OnnxModule(nn.Module):
         get = self._getter(node.input[0])
         return lambda m, env: get(m, env)
 
+    def _op_Transpose(self, node: Any, a: dict) -> Callable:
+        perm = list(a.get("perm", [1, 0]))
+        if perm != [1, 0]:
+            raise self._error(node, f"perm={perm} is not supported (2-D transposes only: the IR's transpose)")
+        get = self._getter(node.input[0])
+        return lambda m, env: get(m, env).t()
+
     def _op_Relu(self, node: Any, a: dict) -> Callable:
         get = self._getter(node.input[0])
         return lambda m, env: F.relu(get(m, env))
@@ -278,8 +285,7 @@ class OnnxModule(nn.Module):
         return linear
 
     def _op_Gemm(self, node: Any, a: dict) -> Callable:
-        if a.get("transA", 0):
-            raise self._error(node, "transA=1 is not supported (the IR's linear takes rows of A)")
+        trans_a = bool(a.get("transA", 0))
         b_name = node.input[1]
         weight = self._init(node, b_name, "B")
         if weight.ndim != 2:
@@ -301,6 +307,8 @@ class OnnxModule(nn.Module):
         run = self._linear_module(node, np.ascontiguousarray(weight), None if bias is None else
                                   np.ascontiguousarray(bias).astype(weight.dtype), (b_name, c_name))
         get = self._getter(node.input[0])
+        if trans_a:  # A is (K, M): its transpose (the IR's transpose op) is linear's input
+            return lambda m, env: run(m, get(m, env).t())
         return lambda m, env: run(m, get(m, env))
 
     def _op_MatMul(self, node: Any, a: dict) -> Callable:

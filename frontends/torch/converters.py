@@ -199,7 +199,7 @@ def function_converter(target: Any) -> Callable[..., Any] | None:
     F = torch.nn.functional
     table: dict[Any, Callable[..., Any]] = {
         F.relu: _relu_fn, torch.relu: _relu_fn, torch.relu_: _relu_inplace_fn, F.relu_: _relu_inplace_fn,
-        F.linear: _linear_fn, torch.flatten: _flatten_fn, F.batch_norm: _batch_norm_fn,
+        F.linear: _linear_fn, torch.flatten: _flatten_fn, F.batch_norm: _batch_norm_fn, torch.t: _t_m,
         operator.add: _add, torch.add: _add,
         builtins.getattr: _getattr, operator.getitem: _getitem,
     }
@@ -231,6 +231,13 @@ def _reshape_m(cv: Converter, x: Any, *shape: Any) -> Node:
     return cv.emit("reshape", [xn], {"shape": tuple(dims)})
 
 
+def _t_m(cv: Converter, x: Any) -> Node:
+    xn = _operand(cv, x, "t()")
+    if xn.type.rank != 2:
+        raise cv.error(f"t(): expected a 2-D tensor, got {xn.type}")
+    return cv.emit("transpose", [xn], {})
+
+
 def _size_m(cv: Converter, x: Any, dim: Any = None) -> Any:
     xn = _operand(cv, x, "size()")
     return Shape(xn) if dim is None else cv.dim(xn, dim)
@@ -246,7 +253,7 @@ def _add_inplace_m(cv: Converter, x: Any, other: Any, alpha: Any = 1) -> Node:
 
 _METHODS: dict[str, Callable[..., Any]] = {
     "relu": _relu_m, "relu_": _relu_inplace_m, "flatten": _flatten_fn, "reshape": _reshape_m,
-    "view": _reshape_m, "size": _size_m, "dim": _dim_m, "add": _add, "add_": _add_inplace_m,
+    "view": _reshape_m, "size": _size_m, "t": _t_m, "dim": _dim_m, "add": _add, "add_": _add_inplace_m,
 }
 
 

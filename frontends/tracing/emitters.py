@@ -54,6 +54,13 @@ def _relu_method(tr: Tracer, x: Proxy) -> Built:
     return [x.node], {}
 
 
+@traces_method("t", op="transpose")
+def _t_method(tr: Tracer, x: Proxy) -> Built:
+    if x.node.type.rank != 2:
+        raise trace_error(f"t(): expected a 2-D tensor, got {x.node.type}")
+    return [x.node], {}
+
+
 # ------------------------------------------------------------------------------------- modules
 @traces_module(nn.Linear, nn.LazyLinear, op="linear", nominal=linear_nominal)
 def _linear(tr: Tracer, m: Any, x: Proxy) -> Built:
