@@ -94,7 +94,7 @@ def test_hints_list_the_registered_names(registered):
             return x.exp()
 
     with pytest.raises(TraceError, match=r"\(supported: shape, size, dim, reshape, view, flatten, relu, "
-                                         r"neg, \+\)"):
+                                         r"t, neg, \+\)"):
         lf.trace(Bad(), ("N", 2))
 
     class UsesNumPy(nn.Module):
