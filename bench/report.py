@@ -22,6 +22,8 @@ def format_row(row: dict[str, Any]) -> str:
     """One printed line for a paired row or a compile row."""
     if "ratio" in row:
         extra = f"  (compile {row['baseline_compile_s']:.2f} s)" if "baseline_compile_s" in row else ""
+        if "baseline_session_s" in row:
+            extra = f"  (session {row['baseline_session_s'] * 1e3:.1f} ms)"
         return (f"{row['bench']:<46} vs {row['baseline']:<32} "
                 f"{row['lazyfuse_ms']:9.3f} ms [{row.get('lazyfuse_q1_ms', row['lazyfuse_ms']):.3f}.."
                 f"{row.get('lazyfuse_q3_ms', row['lazyfuse_ms']):.3f}] / "
