@@ -7,6 +7,7 @@ from typing import Any
 from lazyfuse.backends import Backend, get_backend
 from lazyfuse.errors import CompileError, TraceError
 from lazyfuse.frontends.materialize import materialize_lazy
+from lazyfuse.frontends.model_access import local_state_reader
 from lazyfuse.frontends.nn import Module
 from lazyfuse.frontends.spec import TensorSpec, as_spec
 from lazyfuse.frontends.torch import is_torch_module
@@ -128,13 +129,13 @@ def _model_arrays(graph: Graph) -> dict[str, Any]:
     import numpy as np
 
     model = graph.model
-    foreign = not isinstance(model, Module) and hasattr(type(model), "local_state_of")
+    read = local_state_reader(model)
     arrays = {}
     for node in graph.params():
         path, _, name = node.attrs["target"].rpartition(".")
         owner = model.get_submodule(path)
         kind = "parameter" if node.op == "param" else "buffer"
-        local = model.local_state_of(owner, kind) if foreign else owner.local_state(kind)
+        local = read(owner, kind)
         arrays[node.attrs["target"]] = np.asarray(local[name])
     return arrays
 

@@ -29,6 +29,7 @@ from lazyfuse.errors import (
     UninitializedParameterError,
 )
 from lazyfuse.frontends import nn
+from lazyfuse.frontends.model_access import local_state_reader, settings_reader
 from lazyfuse.frontends.spec import TensorSpec, unify
 from lazyfuse.ir.graph import Graph, Node
 from lazyfuse.ir.ops import OPS, mode_module, named_updates
@@ -91,9 +92,7 @@ class CompiledModule:
         # TorchModel), which also reads its modules' arrays and settings (``local_state_of``,
         # ``settings_of``) for modules that lack lazyfuse's methods.
         self._tracked = isinstance(model, nn.Module) or hasattr(type(model), "state_version")
-        foreign = not isinstance(model, nn.Module) and hasattr(type(model), "local_state_of")
-        self._local_state: Callable[[Any, str], dict[str, Any]] = (
-            model.local_state_of if foreign else lambda owner, kind: owner.local_state(kind))
+        self._local_state = local_state_reader(model)
         # Per module the graph runs: its class and the settings the graph baked in (checked again
         # whenever the model changed, since a call cannot follow a new class or new settings).
         self._compiled_as = compiled_modules(model, graph) if self._tracked else {}
@@ -403,8 +402,7 @@ def compiled_modules(model: Any, graph: Graph) -> dict[str, tuple[type, dict[str
     class now, and the node attributes that are plain attributes of the module with the same value
     (``eps``, ``momentum``, ``in_features``, ``start_dim``, ...): the settings the graph baked in."""
     found: dict[str, tuple[type, dict[str, Any]]] = {}
-    foreign = not isinstance(model, nn.Module) and hasattr(type(model), "settings_of")
-    settings_of = model.settings_of if foreign else lambda mod: mod.settings()
+    settings_of = settings_reader(model)
     for node in graph.nodes:
         paths = node.attrs.get("modules") or ((node.module,) if node.module is not None else ())
         for path in paths:

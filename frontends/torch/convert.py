@@ -21,7 +21,7 @@ from typing import Any
 
 from lazyfuse.errors import DTypeError, InferenceError, LazyFuseError, TraceError
 from lazyfuse.frontends.spec import as_spec
-from lazyfuse.frontends.tracing.locations import CONTROL_FLOW_HINT, SPEC_HINT
+from lazyfuse.frontends.tracing.locations import CONTROL_FLOW_HINT, SPEC_HINT, is_internal
 from lazyfuse.ir.graph import Graph, Loc, Node
 from lazyfuse.ir.ops import infer_node
 from lazyfuse.ir.types import UNKNOWN, Dim, TensorType, dtype_from
@@ -30,16 +30,11 @@ from . import require_torch
 from .model import is_uninitialized, view
 
 _FILE_LINE = re.compile(r'File "([^"]+)", line (\d+)')
-_PKG_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# lazyfuse's machinery (never "the user's line"); tests/ and examples/ hold user models.
-_MACHINERY = ("frontends", "ir", "passes", "backends", "runtime")
-_INTERNAL = (*(os.path.join(_PKG_ROOT, d) + os.sep for d in _MACHINERY), os.path.join(_PKG_ROOT, "api.py"))
-
-
 def _is_user_file(path: str) -> bool:
-    full = os.path.abspath(path)
-    return (not path.startswith("<") and not full.startswith(_INTERNAL)
-            and not full.startswith(os.path.dirname(require_torch().__file__) + os.sep))
+    """Not lazyfuse's machinery (the tracer's rule: tests/ and examples/ hold user models), not
+    torch's, not generated code."""
+    torch_root = os.path.dirname(require_torch().__file__) + os.sep
+    return not (path.startswith("<") or is_internal(path) or os.path.abspath(path).startswith(torch_root))
 
 
 _VIEW_OPS = ("reshape", "flatten")

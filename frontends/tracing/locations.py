@@ -33,7 +33,8 @@ CONTROL_FLOW_HINT = (
 ACTIVE: contextvars.ContextVar[Any] = contextvars.ContextVar("lazyfuse_tracer", default=None)
 
 
-def _is_internal(filename: str) -> bool:
+def is_internal(filename: str) -> bool:
+    """A file of lazyfuse's machinery (never "the user's line"), or frozen import code."""
     return os.path.abspath(filename).startswith(_INTERNAL_PREFIXES) or filename.startswith("<frozen")
 
 
@@ -43,7 +44,7 @@ def user_frame() -> FrameType | None:
     stop = active.entry_frame if active is not None else None
     f = sys._getframe(1)
     while f is not None and f is not stop:
-        if not _is_internal(f.f_code.co_filename):
+        if not is_internal(f.f_code.co_filename):
             return f
         f = f.f_back
     return None
