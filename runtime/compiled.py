@@ -100,6 +100,9 @@ class CompiledModule:
             model.watch_settings([(model.get_submodule(path), name)
                                   for path, (_, settings) in self._compiled_as.items() for name in settings])
         self._cache: CallCache | None = None
+        # A backend that takes device arrays says how an input is taken and how outputs go back.
+        self._as_input = getattr(runner, "as_input", None)
+        self._as_output = getattr(runner, "as_output", None)
 
     @property
     def source(self) -> str:
@@ -202,6 +205,8 @@ class CompiledModule:
                 result = self.runner.run(inputs, cache.state, cache.training)
         else:
             result = self.runner.run(inputs, cache.state, cache.training)
+        if self._as_output is not None:
+            result = self._as_output(result, arrays)
         if self._tracked and all(type(a) is np.ndarray and a is b for a, b in zip(arrays, inputs)):
             signature = input_signature(inputs)
             if cache.seen != signature:
@@ -211,6 +216,15 @@ class CompiledModule:
                 if bound is not None:  # None: the runner cannot bind this call yet (compiling)
                     cache.replay = (signature, bound)
         return result
+
+    def sync(self) -> None:
+        """Make in-place writes into the model's arrays (``w[...] = ...``, an optimizer step in
+        NumPy) visible to a backend that keeps copies of them: the ``cuda`` backend uploads every
+        parameter and buffer again before the next call.  Nothing to do for backends that read the
+        model's arrays in place (``cpu``, ``reference``)."""
+        sync = getattr(self.runner, "sync", None)
+        if sync is not None:
+            sync()
 
     def wait_compiled(self, timeout: float | None = None) -> bool:
         """Block until compiles the backend runs in the background finished (the ``cpu`` backend's
@@ -272,8 +286,9 @@ class CompiledModule:
             raise InputError(f"compiled {self.graph.name} takes {len(self._inputs)} input(s), "
                              f"got {len(arrays)}")
         out = []
+        as_input = self._as_input
         for (node, dtype, what), arr in zip(self._input_checks, arrays):
-            a = np.asarray(arr)
+            a = np.asarray(arr) if as_input is None else as_input(arr, what)
             if a.dtype != dtype:
                 raise DTypeError(f"{what}: expected dtype {node.type.dtype.name} ({node.type}), got "
                                  f"{a.dtype}; cast it with .astype(np.{node.type.dtype.name})")
@@ -287,7 +302,7 @@ class CompiledModule:
             for (node, _, what), a in zip(self._input_checks, out):
                 unify(node.type, a.shape, bindings, what=what)
             self._last_shapes = (shapes, bindings)
-        return [np.ascontiguousarray(a) for a in out], bindings
+        return [np.ascontiguousarray(a) if isinstance(a, np.ndarray) else a for a in out], bindings
 
     def _run_call_checks(self, bindings: dict[str, int], training: dict[str | None, bool]) -> None:
         """The op table's call checks (train-mode BatchNorm needs more than one value per channel),

@@ -1,0 +1,246 @@
+"""Graph -> one Python module: ``@cuda.jit`` kernels plus the host driver ``run(stream, ...)``.
+
+The module starts with the kernel library (the templates of :mod:`.kernels`, the GEMM once per
+dtype the graph uses) and ends with ``run``, plain Python that allocates each node's device buffer
+and launches its kernels on ``stream``; its arguments are the stream, then the graph's inputs,
+parameters and buffers (device arrays) and the BatchNorm ``training`` flags, in
+:attr:`Generated.args` order.  Each node's lines come from the lowering registered for its op
+(:mod:`.lowering`).  Symbolic dims are read from the input shapes; intermediates are allocated per
+call.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import keyword
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lazyfuse.errors import CompileError
+from lazyfuse.ir.graph import Graph, Node
+from lazyfuse.ir.ops import mode_module, named_updates
+from lazyfuse.ir.types import UNKNOWN, Sym, TensorType
+
+from . import kernels
+
+KERNEL_DECORATOR = "@cuda.jit(cache=True)"
+# Device functions are inlined at the Numba IR level, so the GEMM's accumulators stay registers.
+DEVICE_DECORATOR = '@cuda.jit(device=True, inline="always", cache=True)'
+GEMM_NAMES = {"float32": "gemm_f32", "float64": "gemm_f64"}
+RESERVED = frozenset({"run", "stream", "np", "cuda", "math", "float32", "float64", "blocks", "flat_grid",
+                      "dummy", "GEMM_BLOCK", *kernels.CONSTANTS, *GEMM_NAMES.values(),
+                      *(f.__name__ for f in kernels.KERNELS + kernels.DEVICE_FUNCTIONS)})
+
+
+@functools.cache
+def library_source(dtypes: tuple[str, ...]) -> str:
+    """Imports, constants and kernels of a module whose GEMMs run in ``dtypes``."""
+    out = ["import math", "", "import numpy as np", "from numba import cuda, float32, float64", "",
+           "from lazyfuse.backends.numba_cuda.launch import GEMM_BLOCK, blocks, dummy, flat_grid", ""]
+    out += [f"{c} = {getattr(kernels, c)!r}" for c in kernels.CONSTANTS]
+    for fn in kernels.DEVICE_FUNCTIONS:
+        out += ["", "", DEVICE_DECORATOR, _source(fn)]
+    for fn in kernels.PER_DTYPE:
+        for dt in dtypes:
+            text = re.sub(r"\bSCALAR\b", dt, _source(fn))
+            out += ["", "", KERNEL_DECORATOR, text.replace(f"def {fn.__name__}(", f"def {GEMM_NAMES[dt]}(", 1)]
+    for fn in kernels.KERNELS:
+        out += ["", "", KERNEL_DECORATOR, _source(fn)]
+    return "\n".join(out) + "\n"
+
+
+def _source(fn: Callable) -> str:
+    return inspect.getsource(fn).rstrip()
+
+
+@dataclass
+class Generated:
+    """The module source; how ``run``'s arguments after the stream are gathered, in order
+    (``("input", index)``, ``("state", target)``, ``("train", module_path)``); and per BatchNorm
+    that tracks running stats, its module path and the targets a train-mode call updates."""
+
+    source: str
+    args: list[tuple[str, object]] = field(default_factory=list)
+    n_outputs: int = 1
+    updates: list[tuple[str | None, tuple[str, ...]]] = field(default_factory=list)
+
+
+def _ident(text: str, prefix: str, taken: set[str]) -> str:
+    base = prefix + re.sub(r"\W", "_", text)
+    if keyword.iskeyword(base):
+        base += "_"
+    name, i = base, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    taken.add(name)
+    return name
+
+
+class Emitter:
+    """Writes ``run``'s body for one graph; lowerings get one and write through :meth:`emit`."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.taken: set[str] = set(RESERVED)
+        self.var: dict[Node, str] = {}
+        self.syms: dict[str, str] = {}
+        self.params: list[str] = []
+        self.args: list[tuple[str, object]] = []
+        self.train: dict[str | None, str] = {}
+        self.body: list[str] = []
+        self.dtypes: set[str] = set()
+        self.indent = 1
+
+    # -- for lowerings ----------------------------------------------------------------------------
+    def dim(self, d: object, where: Node) -> str:
+        """The expression of dim ``d`` (an int or a symbol read from an input's shape)."""
+        if isinstance(d, int):
+            return str(d)
+        if isinstance(d, Sym):
+            parts = [self.syms[n] if n in self.syms else self._unbound(n, where) for n in d.names]
+            if d.coeff != 1:
+                parts.insert(0, str(d.coeff))
+            return " * ".join(parts)
+        raise CompileError(f"cuda backend: {where.ref} has an unresolved dim ({d}); run infer_shapes first")
+
+    @staticmethod
+    def _unbound(name: str, where: Node) -> str:
+        raise CompileError(f"cuda backend: symbol {name} in {where.ref} is not a dim of any input")
+
+    def dims(self, t: TensorType, where: Node) -> list[str]:
+        return [self.dim(d, where) for d in t.shape]
+
+    @staticmethod
+    def tuple_of(dims: list[str]) -> str:
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+    def shape(self, t: TensorType, where: Node) -> str:
+        """The shape tuple expression of ``t``."""
+        return self.tuple_of(self.dims(t, where))
+
+    def size(self, t: TensorType, where: Node) -> str:
+        """The element count expression of ``t``."""
+        return " * ".join(f"({d})" for d in self.dims(t, where)) or "1"
+
+    def dtype_of(self, t: TensorType) -> str:
+        if t.dtype.name not in GEMM_NAMES:
+            raise CompileError(f"cuda backend: dtype {t.dtype.name} is not supported (float32, float64)")
+        return t.dtype.name
+
+    def gemm(self, t: TensorType) -> str:
+        """The GEMM kernel for outputs of type ``t`` (emitted for its dtype)."""
+        dt = self.dtype_of(t)
+        self.dtypes.add(dt)
+        return GEMM_NAMES[dt]
+
+    def dummy(self, t: TensorType | None = None, rank: int = 1) -> str:
+        """A 1-element device array standing for an absent operand (of ``t``'s dtype, else float64)."""
+        dt = "float64" if t is None else self.dtype_of(t)
+        return f"dummy(np.{dt}, {rank})"
+
+    def alloc(self, var: str, t: TensorType, where: Node, shape: str | None = None, dtype: str | None = None
+              ) -> None:
+        """``var`` = a fresh device array of ``t``'s shape (or ``shape``) and dtype (or ``dtype``)."""
+        shape = self.shape(t, where) if shape is None else shape
+        dtype = f"np.{self.dtype_of(t)}" if dtype is None else dtype
+        self.emit(f"{var} = cuda.device_array({shape}, {dtype}, stream=stream)")
+
+    def temp(self, base: str) -> str:
+        return _ident(base, "", self.taken)
+
+    def flag(self, node: Node) -> str:
+        """The ``run`` argument holding the ``training`` flag of ``node``'s BatchNorm module."""
+        path = mode_module(node)
+        if path not in self.train:
+            self.train[path] = _ident(path or "model", "t_", self.taken)
+            self.args.append(("train", path))
+        return self.train[path]
+
+    def emit(self, line: str) -> None:
+        self.body.append("    " * self.indent + line)
+
+    def block(self, header: str) -> _Block:
+        """``with em.block("if t_bn:"):`` indents the lines emitted inside."""
+        return _Block(self, header)
+
+    # -- nodes ----------------------------------------------------------------------------------
+    def source_node(self, node: Node) -> None:
+        if node.op == "input":
+            name = _ident(node.name, "a_", self.taken)
+            self.args.append(("input", node.attrs["index"]))
+            for k, d in enumerate(node.type.shape):
+                if isinstance(d, Sym) and d.coeff == 1 and len(d.names) == 1 and d.names[0] not in self.syms:
+                    sym = _ident(d.names[0], "sym_", self.taken)
+                    self.syms[d.names[0]] = sym
+                    self.emit(f"{sym} = {name}.shape[{k}]")
+        else:
+            name = _ident(node.attrs["target"], "s_", self.taken)
+            self.args.append(("state", node.attrs["target"]))
+        self.params.append(name)
+        self.var[node] = name
+
+    def compute_node(self, node: Node) -> None:
+        from .lowering import LOWERINGS
+
+        low = LOWERINGS.get(node.op)
+        if low is None:
+            raise CompileError(f"cuda backend: op {node.op!r} ({node.ref}) is not supported; compile this "
+                               "model for backend='cpu'")
+        for d in node.type.shape if node.type is not None else ():
+            if d is UNKNOWN:
+                raise CompileError(f"cuda backend: {node.ref} has an unresolved dim; run infer_shapes first")
+        self.emit("# " + node.format())
+        out = _ident(node.name, "v_", self.taken)
+        self.var[node] = out
+        low(self, node, out, [self.var[i] for i in node.inputs])
+
+
+class _Block:
+    def __init__(self, em: Emitter, header: str) -> None:
+        self.em, self.header = em, header
+
+    def __enter__(self) -> None:
+        self.em.emit(self.header)
+        self.em.indent += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.em.indent -= 1
+
+
+def running_stat_updates(graph: Graph) -> list[tuple[str | None, tuple[str, ...]]]:
+    """Per node that updates buffers in train mode: its module path and the updated targets."""
+    out = []
+    for node in graph.nodes:
+        targets = tuple(src.attrs["target"] for _, src in named_updates(node))
+        if targets:
+            out.append((mode_module(node), targets))
+    return out
+
+
+def generate(graph: Graph) -> Generated:
+    """Generate the module for ``graph`` (shapes inferred; fused or not)."""
+    em = Emitter(graph)
+    for node in sorted(graph.inputs, key=lambda n: n.attrs["index"]):
+        em.source_node(node)
+    for node in graph.params():
+        em.source_node(node)
+    outputs: list[str] = []
+    for node in graph.nodes:
+        if node.op in ("input", "param", "buffer"):
+            continue
+        if node.op == "output":
+            outputs = [em.var[n] for n in node.inputs]
+            continue
+        em.compute_node(node)
+    if not outputs:
+        raise CompileError(f"cuda backend: graph @{graph.name} has no output")
+    ret = outputs[0] if len(outputs) == 1 else "(" + ", ".join(outputs) + ",)"
+    params = ["stream"] + em.params + [em.train[p] for p in em.train]
+    header = (f"# Generated by lazyfuse (cuda backend) for graph @{graph.name}.\n"
+              "# One call of run() launches the whole graph's kernels on one stream.\n")
+    run = [f"def run({', '.join(params)}):", *em.body, f"    return {ret}"]
+    source = header + library_source(tuple(sorted(em.dtypes))) + "\n\n" + "\n".join(run) + "\n"
+    args = [a for a in em.args if a[0] != "train"] + [("train", p) for p in em.train]
+    return Generated(source, args, len(outputs), running_stat_updates(graph))
