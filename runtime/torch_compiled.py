@@ -3,7 +3,9 @@
 A :class:`CompiledModule` over the PyTorch frontend's view of the model (its tensors as zero-copy
 NumPy arrays), which also takes and gives torch tensors: a CPU tensor in is read in place
 (``detach().numpy()``), and when any input is a tensor the outputs are tensors sharing the result's
-memory (``torch.from_numpy``); NumPy inputs give NumPy outputs.  Calls are forward only: they build
+memory (``torch.from_numpy``); NumPy inputs give NumPy outputs.  With ``backend="cuda"`` a CUDA
+tensor in is read in place on the device and CUDA tensors come out (zero-copy, through
+``__cuda_array_interface__``).  Calls are forward only: they build
 no autograd graph, and when grad mode is on and a parameter or an input requires grad, the first
 such call warns (:class:`~lazyfuse.errors.GradientWarning`) that gradients do not flow through it.
 """
@@ -68,11 +70,13 @@ class TorchCompiledModule(CompiledModule):
             if not isinstance(a, torch.Tensor):
                 return a
             tensors = True
+            wants_grad |= grad and a.requires_grad
+            if a.device.type == "cuda" and self.backend == "cuda":
+                return a.detach()  # the backend reads it on the device and answers with CUDA tensors
             if a.device.type != "cpu":
                 raise InputError(f"compiled {self.graph.name}: {what} is on {a.device}; the "
-                                 f"{self.backend} backend takes CPU tensors (backend='cuda' does not exist "
-                                 "yet): pass x.cpu()")
-            wants_grad |= grad and a.requires_grad
+                                 f"{self.backend} backend takes CPU tensors: pass x.cpu(), or compile the "
+                                 "model with backend='cuda' for CUDA tensors")
             return a.detach().numpy()
 
         inputs = [unwrap(a, f"input #{i}") for i, a in enumerate(arrays)]
@@ -85,7 +89,7 @@ class TorchCompiledModule(CompiledModule):
 
 
 def _as_tensors(torch: Any, out: Any) -> Any:
-    """Outputs as tensors sharing the arrays' memory."""
+    """Host outputs as tensors sharing the arrays' memory (device outputs are tensors already)."""
     if type(out) is tuple:
-        return tuple(map(torch.from_numpy, out))
-    return torch.from_numpy(out)
+        return tuple(_as_tensors(torch, o) for o in out)
+    return torch.from_numpy(out) if isinstance(out, np.ndarray) else out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from lazyfuse.errors import CompileError
 from lazyfuse.ir.graph import Graph
 
 from .codegen import generate
+from .kernels import FULL, SMALL, Geometry
 from .device import DeviceState, as_input, is_device_array, is_torch_tensor, to_device
 
 
@@ -27,8 +29,9 @@ class NumbaCUDAExecutable:
     of one executable are serialized (they share the stream and the device copies); each waits for
     its kernels before it returns."""
 
-    def __init__(self, graph: Graph) -> None:
-        gen = generate(graph)
+    def __init__(self, graph: Graph, geometry: Geometry | None = None) -> None:
+        self.geometry = default_geometry() if geometry is None else geometry
+        gen = generate(graph, self.geometry)
         self.source: str = gen.source
         self.module, self.path = load_module(gen.source, NumbaCUDABackend.name)
         self.cached: bool = self.path is not None
@@ -94,6 +97,16 @@ class NumbaCUDAExecutable:
                           else result.copy_to_host(stream=stream))
             stream.synchronize()
             return result
+
+
+def default_geometry() -> Geometry:
+    """FULL, or what ``LAZYFUSE_CUDA_TILES`` says ("full" or "small": see :data:`.kernels.SMALL`)."""
+    choice = os.environ.get("LAZYFUSE_CUDA_TILES", "").strip().lower()
+    if choice in ("full", "small"):
+        return FULL if choice == "full" else SMALL
+    if choice:
+        raise CompileError(f"cuda backend: LAZYFUSE_CUDA_TILES must be 'full' or 'small', got {choice!r}")
+    return FULL
 
 
 class NumbaCUDABackend:

@@ -18,6 +18,7 @@ because shared and local arrays need their dtype at compile time).  Importing th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 # These names are globals of the generated module (it defines them; see codegen.CONSTANTS).
@@ -25,15 +26,50 @@ cuda: Any = None
 math: Any = None
 float64: Any = None
 SCALAR: Any = None
-BM = BN = 64  # GEMM tile: BM rows x BN columns of the output per block
-BK = 16  # K slice held in shared memory per step
-TY = TX = 16  # threads per block: TY x TX
-TM = TN = 4  # outputs per thread: TM rows x TN columns (BM = TY * TM, BN = TX * TN)
-LOADS = 4  # tile elements each thread loads per operand and step: BM * BK / (TY * TX)
-RED = 256  # threads of the 1-D reduction and elementwise kernels
-ROWS2 = 8  # threads per column group in bn_partials2 (a block is 32 columns x ROWS2)
-CHUNK2 = 512  # rows per block of bn_partials2
-CHUNK3 = 4096  # (n, l) positions per block of bn_partials3
+# The launch geometry (tile sizes, threads per block) is a :class:`Geometry`; the generated module
+# defines its values under these names (FULL unless LAZYFUSE_CUDA_TILES=small).
+BM = BN = BK = TY = TX = TM = TN = LOADS = RED = ROWS2 = COLS2 = CHUNK2 = CHUNK3 = 0
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Tile sizes and threads per block of the kernels (their values in a generated module)."""
+
+    TY: int  # GEMM threads per block: TY x TX
+    TX: int
+    TM: int  # outputs per GEMM thread: TM rows x TN columns
+    TN: int
+    BK: int  # K slice held in shared memory per step
+    RED: int  # threads of the 1-D reduction and elementwise kernels (a power of 2)
+    ROWS2: int  # bn_partials2 block: COLS2 adjacent columns x ROWS2 rows
+    COLS2: int
+    CHUNK2: int  # rows per block of bn_partials2
+    CHUNK3: int  # (n, l) positions per block of bn_partials3
+
+    @property
+    def BM(self) -> int:  # noqa: N802 - the generated module's constant names
+        return self.TY * self.TM
+
+    @property
+    def BN(self) -> int:  # noqa: N802
+        return self.TX * self.TN
+
+    @property
+    def LOADS(self) -> int:  # noqa: N802 - tile elements each thread loads per operand and step
+        return self.BM * self.BK // (self.TY * self.TX)
+
+    def constants(self) -> dict[str, int]:
+        """The module constants, by name."""
+        return {name: getattr(self, name) for name in CONSTANTS if hasattr(self, name)}
+
+
+# 64 x 64 output tiles from 16 x 16 threads of 4 x 4 outputs each: the register blocking that
+# lets a tile reuse each loaded element 4 times per operand.
+FULL = Geometry(TY=16, TX=16, TM=4, TN=4, BK=16, RED=256, ROWS2=8, COLS2=32, CHUNK2=512, CHUNK3=4096)
+# The same kernels with 8 x 8 tiles of 4 x 4 threads: tests on tiny shapes then cross many tile and
+# chunk edges (the simulator's cost follows the arithmetic, so tiny shapes stay tiny either way).
+SMALL = Geometry(TY=4, TX=4, TM=2, TN=2, BK=8, RED=16, ROWS2=4, COLS2=4, CHUNK2=8, CHUNK3=16)
+
 
 # Epilogue modes of gemm.
 EPI_BIAS = 0  # v + bias (no bias: v)
@@ -204,13 +240,13 @@ def bn_partials3(x, chunk, p_mean, p_m2):
 
 
 def bn_partials2(x, chunk, p_mean, p_m2):
-    """Mean and M2 (float64) of 32 columns of ``x`` (N, C) over rows chunk ``blockIdx.x``
-    (block (32, ROWS2): threads along a row read adjacent columns; grid (chunks, column groups))."""
-    red = cuda.shared.array((ROWS2, 32), float64)
-    mean = cuda.shared.array(32, float64)
+    """Mean and M2 (float64) of COLS2 columns of ``x`` (N, C) over rows chunk ``blockIdx.x`` (block
+    (COLS2, ROWS2): threads along a row read adjacent columns; grid (chunks, column groups))."""
+    red = cuda.shared.array((ROWS2, COLS2), float64)
+    mean = cuda.shared.array(COLS2, float64)
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
-    c = cuda.blockIdx.y * 32 + tx
+    c = cuda.blockIdx.y * COLS2 + tx
     start = cuda.blockIdx.x * chunk
     stop = min(start + chunk, x.shape[0])
     inside = c < x.shape[1]
@@ -362,5 +398,5 @@ def transpose2(x, out):
 DEVICE_FUNCTIONS = (tile_column_stats, block_sum)
 KERNELS = (bn_partials3, bn_partials2, bn_merge, bn_apply, relu_flat, add4, transpose2)
 PER_DTYPE = (gemm,)
-CONSTANTS = ("BM", "BN", "BK", "TY", "TX", "TM", "TN", "LOADS", "RED", "ROWS2", "CHUNK2", "CHUNK3", "EPI_BIAS", "EPI_EVAL_BN",
-             "EPI_STATS")
+CONSTANTS = ("BM", "BN", "BK", "TY", "TX", "TM", "TN", "LOADS", "RED", "ROWS2", "COLS2", "CHUNK2", "CHUNK3",
+             "EPI_BIAS", "EPI_EVAL_BN", "EPI_STATS")

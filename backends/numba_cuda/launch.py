@@ -8,10 +8,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
-from .kernels import RED, TX, TY
-
-GEMM_BLOCK = (TX, TY)
-# Grid-stride kernels need no more blocks than the GPU keeps busy; 16384 x 256 threads is plenty.
+# Grid-stride kernels need no more blocks than the GPU keeps busy (16384 x 256 threads is plenty).
 MAX_FLAT_BLOCKS = 16384
 
 _DUMMIES: dict[tuple[Any, int], Any] = {}
@@ -24,9 +21,9 @@ def blocks(n: int, per: int) -> int:
     return max(1, -(-n // per))
 
 
-def flat_grid(total: int) -> int:
-    """Blocks of RED threads for a grid-stride loop over ``total`` items."""
-    return min(blocks(total, RED), MAX_FLAT_BLOCKS)
+def flat_grid(total: int, threads: int) -> int:
+    """Blocks of ``threads`` for a grid-stride loop over ``total`` items."""
+    return min(blocks(total, threads), MAX_FLAT_BLOCKS)
 
 
 def dummy(dtype: Any, rank: int = 1) -> Any:

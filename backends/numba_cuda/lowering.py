@@ -56,7 +56,7 @@ def lower_reshape(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
 def lower_relu(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
     em.alloc(out, node.type, node)
     n = em.size(node.type, node)
-    em.emit(f"relu_flat[flat_grid({n}), RED, stream]({ins[0]}.reshape(({n},)), {out}.reshape(({n},)))")
+    em.emit(f"relu_flat[flat_grid({n}, RED), RED, stream]({ins[0]}.reshape(({n},)), {out}.reshape(({n},)))")
 
 
 @lowers("add")
@@ -70,13 +70,13 @@ def lower_add(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
     for var, src in zip(ins + [out], list(node.inputs) + [node]):
         dims = em.dims(src.type, node)
         views.append(f"{var}.reshape({em.tuple_of(['1'] * (4 - len(dims)) + dims)})")
-    em.emit(f"add4[flat_grid({em.size(t, node)}), RED, stream]({', '.join(views)})")
+    em.emit(f"add4[flat_grid({em.size(t, node)}, RED), RED, stream]({', '.join(views)})")
 
 
 @lowers("transpose")
 def lower_transpose(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
     em.alloc(out, node.type, node)
-    em.emit(f"transpose2[flat_grid({em.size(node.type, node)}), RED, stream]({ins[0]}, {out})")
+    em.emit(f"transpose2[flat_grid({em.size(node.type, node)}, RED), RED, stream]({ins[0]}, {out})")
 
 
 @lowers("linear", "fused_linear_relu")
@@ -140,7 +140,7 @@ class BatchNormOperands:
         em.emit(f"bn_merge[blocks({c}, RED), RED, stream]({stats}, {batch}, {update}, {self.momentum}, "
                 f"{self.eps}, {pre}, {has_pre}, {self.gamma}, {self.beta}, {self.affine}, {self.rm}, "
                 f"{self.rv}, {self.nbt}, {scale}, {shift})")
-        em.emit(f"bn_apply[flat_grid({em.size(t, node)}), RED, stream]({x3}, {o3}, {scale}, {shift}, "
+        em.emit(f"bn_apply[flat_grid({em.size(t, node)}, RED), RED, stream]({x3}, {o3}, {scale}, {shift}, "
                 f"{self.relu}, {self.nbt}, {update})")
 
 
@@ -187,7 +187,7 @@ def lower_batch_norm(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
         p_mean, p_m2 = em.temp(f"{out}_p_mean"), em.temp(f"{out}_p_m2")
         if t.rank == 2:
             chunks, chunk, count = f"blocks({n}, CHUNK2)", "CHUNK2", n
-            launch = f"bn_partials2[({chunks}, blocks({c}, 32)), (32, ROWS2), stream]({ins[0]}, CHUNK2"
+            launch = f"bn_partials2[({chunks}, blocks({c}, COLS2)), (COLS2, ROWS2), stream]({ins[0]}, CHUNK2"
         else:
             count = f"{n} * {length}"
             chunks, chunk = f"blocks({count}, CHUNK3)", "CHUNK3"

@@ -12,6 +12,7 @@ from lazyfuse.errors import StateDictError
 from . import _undo
 from .lazy import LazyModuleMixin
 from .module import IncompatibleKeys, Module, describe
+from .ownership import bump
 from .parameter import is_uninitialized
 
 
@@ -43,7 +44,8 @@ def load_state_dict(root: Module, state_dict: Mapping[str, Any], strict: bool = 
 
     Rules: with ``strict``, missing and unexpected keys are errors; shape mismatches always are.
     Initialized targets get the values copied in place (``np.copyto``, same-kind casting), so any
-    holder of the arrays sees them.  A lazy module whose placeholders receive real arrays is
+    holder of the arrays sees them; each module written into gets a new ``state_version`` (a backend
+    that keeps copies of the arrays, like ``cuda``, uploads them again).  A lazy module whose placeholders receive real arrays is
     resolved from their shapes (all its placeholders must be covered).  Errors are collected and
     raised together as one :class:`StateDictError` before anything is written.
     """
@@ -137,4 +139,6 @@ def load_state_dict(root: Module, state_dict: Mapping[str, Any], strict: bool = 
         for store, name, src in copies:
             _undo.save_array(store[name])
             np.copyto(store[name], src, casting="same_kind")
+        if copies:
+            bump(mod)
     return IncompatibleKeys(missing, unexpected)

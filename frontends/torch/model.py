@@ -12,8 +12,9 @@ counter and no such methods, so this view supplies them:
 - ``state_version`` is a tuple that changes whenever what a compiled call reads may have: a
   parameter, buffer or submodule registered anywhere (torch's global registration hooks bump a
   counter), a tensor's storage replaced (``p.data = ...``, ``model.double()``: its ``data_ptr``),
-  or a ``training`` flag.  In-place writes (``load_state_dict``, ``p.copy_``, an optimizer step)
-  keep the storage, so the views see them and nothing is fetched again;
+  a tensor written in place by torch (``load_state_dict``, ``p.copy_``, an optimizer step: its
+  ``_version`` counter; the views see the values anyway, but the ``cuda`` backend's device copies
+  are uploaded again), or a ``training`` flag;
 - ``materialize_lazy(graph)`` sizes the lazy torch modules from the inferred graph (see
   :func:`materialize`).
 
@@ -22,6 +23,7 @@ Other attributes are the torch module's (``view.fc1`` is ``module.fc1``).
 
 from __future__ import annotations
 
+import operator
 import weakref
 from typing import Any
 
@@ -38,6 +40,7 @@ _REGISTRATIONS = [0]  # bumped by torch's global registration hooks once a view 
 _HOOKED = [False]
 _PLAIN = (bool, int, float, str, tuple, type(None))
 _DATA_PTR: list[Any] = []  # torch.Tensor.data_ptr, set with the hooks
+_TENSOR_VERSION = operator.attrgetter("_version")  # torch's count of in-place writes to a tensor
 # The sizes each torch lazy class infers, like ``LazyModuleMixin.lazy_dims`` of lazyfuse's.
 LAZY_DIMS = {"LazyLinear": ("in_features",), "LazyBatchNorm1d": ("num_features",),
              "LazyBatchNorm2d": ("num_features",), "LazyConv2d": ("in_channels",)}
@@ -80,8 +83,9 @@ def is_uninitialized(tensor: Any) -> bool:
 def as_numpy(tensor: Any, what: str) -> np.ndarray:
     """A NumPy array sharing ``tensor``'s memory (a CPU tensor), else a lazyfuse error."""
     if tensor.device.type != "cpu":
-        raise StateError(f"{what} is on {tensor.device}; the cpu and reference backends read CPU tensors "
-                         "(backend='cuda' does not exist yet): move the model with .cpu()")
+        raise StateError(f"{what} is on {tensor.device}; lazyfuse reads a model's parameters and buffers "
+                         "from host memory (backend='cuda' keeps its own device copies of them): keep the "
+                         "model on the CPU with .cpu() and pass CUDA tensors as inputs")
     return tensor.detach().numpy()
 
 
@@ -125,7 +129,9 @@ class TorchModel:
             self._tensors = [t for t in tensors if not is_uninitialized(t)]
             self._rewatch()
         # map() in C over prepared lists: this runs on every call (~2 us for MLPWithBN)
-        return self._seen, tuple(map(getattr, *self._watch)), tuple(map(_DATA_PTR[0], self._tensors))
+        tensors = self._tensors
+        return (self._seen, tuple(map(getattr, *self._watch)), tuple(map(_DATA_PTR[0], tensors)),
+                tuple(map(_TENSOR_VERSION, tensors)))
 
     def watch_settings(self, pairs: list[tuple[Any, str]]) -> None:
         """Make ``state_version`` follow these ``(module, attribute)`` settings too (the ones a compiled
