@@ -169,7 +169,7 @@ def tile_column_stats(acc, rows, cols, col0, p_mean, p_m2):
         total = 0.0
         for i in range(TM):
             if ty + i * TY < valid:
-                total += acc[i, j]
+                total += float64(acc[i, j])  # explicit: NumPy (the simulator) would add in f32
         red[ty, tx + j * TX] = total
     cuda.syncthreads()
     if tid < BN:
@@ -223,7 +223,7 @@ def bn_partials3(x, chunk, p_mean, p_m2):
     e = start + cuda.threadIdx.x
     while e < stop:
         q = e // length
-        total += x[q, c, e - q * length]
+        total += float64(x[q, c, e - q * length])
         e += RED
     mu = block_sum(red, total) / (stop - start)
     total = 0.0
@@ -253,7 +253,7 @@ def bn_partials2(x, chunk, p_mean, p_m2):
     total = 0.0
     if inside:
         for r in range(start + ty, stop, ROWS2):
-            total += x[r, c]
+            total += float64(x[r, c])
     red[ty, tx] = total
     cuda.syncthreads()
     if ty == 0:
