@@ -303,12 +303,14 @@ def test_state_version_counts_class_setstate_and_undone_calls():
     assert type(lazy[0]) is nn.LazyLinear and lazy.state_version > before
 
 
-def test_writes_into_arrays_do_not_count():
+def test_writes_into_arrays_do_not_count_but_load_state_dict_does():
     m = nn.Sequential(nn.Linear(2, 3))
     before = m.state_version
     m[0].weight[...] = 1.0
-    m.load_state_dict(m.state_dict())  # copies in place
     assert m.state_version == before
+    weight = m[0].weight
+    m.load_state_dict(m.state_dict())  # copies in place, and says so: a backend's device copies go stale
+    assert m[0].weight is weight and m.state_version > before
 
 
 def test_state_versions_are_per_model():

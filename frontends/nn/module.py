@@ -77,8 +77,9 @@ class Module:
     @property
     def state_version(self) -> int:
         """This module's change counter: it moves whenever this module or any module below it
-        changes what it holds (parameters, buffers, submodules, plain attributes, its class).
-        Writes *into* the arrays do not count."""
+        changes what it holds (parameters, buffers, submodules, plain attributes, its class), and
+        when ``load_state_dict`` copies values into its arrays.  Other writes *into* the arrays do
+        not count."""
         return self.__dict__["_version"]
 
     def local_state(self, kind: str | None = None) -> Mapping[str, Any]:
