@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import threading
@@ -9,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 from numba import cuda
 
@@ -16,9 +18,9 @@ from lazyfuse.backends.module_cache import first_call, load_module
 from lazyfuse.errors import CompileError
 from lazyfuse.ir.graph import Graph
 
-from .codegen import generate
-from .kernels import FULL, SMALL, Geometry
+from .codegen import GEMM_MODES, generate
 from .device import DeviceState, as_input, is_device_array, is_torch_tensor, to_device
+from .kernels import FULL, SMALL, Geometry
 
 
 class NumbaCUDAExecutable:
@@ -29,9 +31,10 @@ class NumbaCUDAExecutable:
     of one executable are serialized (they share the stream and the device copies); each waits for
     its kernels before it returns."""
 
-    def __init__(self, graph: Graph, geometry: Geometry | None = None) -> None:
+    def __init__(self, graph: Graph, geometry: Geometry | None = None, gemm: str | None = None) -> None:
         self.geometry = default_geometry() if geometry is None else geometry
-        gen = generate(graph, self.geometry)
+        self.gemm: str = default_gemm() if gemm is None else gemm
+        gen = generate(graph, self.geometry, self.gemm)
         self.source: str = gen.source
         self.module, self.path = load_module(gen.source, NumbaCUDABackend.name)
         self.cached: bool = self.path is not None
@@ -107,6 +110,23 @@ def default_geometry() -> Geometry:
     if choice:
         raise CompileError(f"cuda backend: LAZYFUSE_CUDA_TILES must be 'full' or 'small', got {choice!r}")
     return FULL
+
+
+def default_gemm() -> str:
+    """How Linear layers multiply (see :data:`.codegen.GEMM_MODES`): ``LAZYFUSE_CUDA_GEMM`` if set,
+    else cuBLAS through CuPy where CuPy is installed on a real GPU, else the Numba GEMM."""
+    choice = os.environ.get("LAZYFUSE_CUDA_GEMM", "").strip().lower()
+    cupy = importlib.util.find_spec("cupy") is not None
+    if not choice:
+        return "cublas" if cupy and not numba.config.ENABLE_CUDASIM else "numba"
+    if choice not in GEMM_MODES:
+        raise CompileError(f"cuda backend: LAZYFUSE_CUDA_GEMM must be one of {', '.join(GEMM_MODES)}, "
+                           f"got {choice!r}")
+    if choice == "cublas" and (not cupy or numba.config.ENABLE_CUDASIM):
+        why = "the CUDA simulator has no cuBLAS" if numba.config.ENABLE_CUDASIM else "CuPy is not installed"
+        raise CompileError(f"cuda backend: LAZYFUSE_CUDA_GEMM=cublas, but {why}; use numba (the default "
+                           "here) or install CuPy for your CUDA version (cupy-cuda12x, cupy-cuda13x)")
+    return choice
 
 
 class NumbaCUDABackend:

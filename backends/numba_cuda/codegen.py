@@ -29,17 +29,23 @@ KERNEL_DECORATOR = "@cuda.jit(cache=True)"
 # Device functions are inlined at the Numba IR level, so the GEMM's accumulators stay registers.
 DEVICE_DECORATOR = '@cuda.jit(device=True, inline="always", cache=True)'
 GEMM_NAMES = {"float32": "gemm_f32", "float64": "gemm_f64"}
+# How Linear layers multiply: "numba" (the tiled GEMM with the epilogue fused), "cublas" (cuBLAS
+# through CuPy, then the epilogue / statistics kernels), "numba-split" (the Numba GEMM without its
+# epilogue, then the same kernels as "cublas": that split, testable in the simulator).
+GEMM_MODES = ("numba", "cublas", "numba-split")
 RESERVED = frozenset({"run", "stream", "np", "cuda", "math", "float32", "float64", "blocks", "flat_grid",
-                      "dummy", "GEMM_BLOCK", "GEOMETRY", *kernels.CONSTANTS, *GEMM_NAMES.values(),
+                      "dummy", "GEMM_BLOCK", "GEOMETRY", "GEMM", "cublas_gemm", *kernels.CONSTANTS,
+                      *GEMM_NAMES.values(),
                       *(f.__name__ for f in kernels.KERNELS + kernels.DEVICE_FUNCTIONS)})
 
 
 @functools.cache
-def library_source(dtypes: tuple[str, ...], geometry: kernels.Geometry) -> str:
+def library_source(dtypes: tuple[str, ...], geometry: kernels.Geometry, gemm: str = "numba") -> str:
     """Imports, constants and kernels of a module whose GEMMs run in ``dtypes``, with the tile
-    sizes and block shapes of ``geometry``."""
+    sizes and block shapes of ``geometry``; ``gemm`` is one of :data:`GEMM_MODES`."""
     out = ["import math", "", "import numpy as np", "from numba import cuda, float32, float64", "",
-           "from lazyfuse.backends.numba_cuda.launch import blocks, dummy, flat_grid", ""]
+           "from lazyfuse.backends.numba_cuda.launch import blocks, cublas_gemm, dummy, flat_grid", "",
+           f"GEMM = {gemm!r}  # how Linear layers multiply (LAZYFUSE_CUDA_GEMM)"]
     values = geometry.constants()
     name = next((n for n, g in (("FULL", kernels.FULL), ("SMALL", kernels.SMALL)) if g == geometry), "custom")
     out += [f"GEOMETRY = {name!r}"]
@@ -50,7 +56,8 @@ def library_source(dtypes: tuple[str, ...], geometry: kernels.Geometry) -> str:
     for fn in kernels.PER_DTYPE:
         for dt in dtypes:
             text = re.sub(r"\bSCALAR\b", dt, _source(fn))
-            out += ["", "", KERNEL_DECORATOR, text.replace(f"def {fn.__name__}(", f"def {GEMM_NAMES[dt]}(", 1)]
+            text = text.replace(f"def {fn.__name__}(", f"def {GEMM_NAMES[dt]}(", 1)
+            out += ["", "", KERNEL_DECORATOR, text]
     for fn in kernels.KERNELS:
         out += ["", "", KERNEL_DECORATOR, _source(fn)]
     return "\n".join(out) + "\n"
@@ -86,8 +93,10 @@ def _ident(text: str, prefix: str, taken: set[str]) -> str:
 class Emitter:
     """Writes ``run``'s body for one graph; lowerings get one and write through :meth:`emit`."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, gemm: str = "numba") -> None:
         self.graph = graph
+        self.gemm_mode = gemm
+        self.split = gemm != "numba"  # the GEMM without its epilogue, then epilogue kernels
         self.taken: set[str] = set(RESERVED)
         self.var: dict[Node, str] = {}
         self.syms: dict[str, str] = {}
@@ -139,6 +148,15 @@ class Emitter:
         dt = self.dtype_of(t)
         self.dtypes.add(dt)
         return GEMM_NAMES[dt]
+
+    def matmul(self, x: str, w: str, out: str, t: TensorType, rows: str, cols: str) -> None:
+        """The bare GEMM ``out = x @ w.T`` of the split modes: cuBLAS, or the Numba GEMM with no bias."""
+        if self.gemm_mode == "cublas":
+            self.emit(f"cublas_gemm({x}, {w}, {out}, stream)")
+            return
+        d, d2 = self.dummy(t), self.dummy(None, 2)
+        self.emit(f"{self.gemm(t)}[(blocks({rows}, BM), blocks({cols}, BN)), GEMM_BLOCK, stream]({x}, {w}, "
+                  f"{out}, EPI_BIAS, False, {d}, False, {d}, {d}, False, {d}, {d}, 0.0, {d2}, {d2})")
 
     def dummy(self, t: TensorType | None = None, rank: int = 1) -> str:
         """A 1-element device array standing for an absent operand (of ``t``'s dtype, else float64)."""
@@ -224,9 +242,12 @@ def running_stat_updates(graph: Graph) -> list[tuple[str | None, tuple[str, ...]
     return out
 
 
-def generate(graph: Graph, geometry: kernels.Geometry = kernels.FULL) -> Generated:
-    """Generate the module for ``graph`` (shapes inferred; fused or not) with ``geometry``."""
-    em = Emitter(graph)
+def generate(graph: Graph, geometry: kernels.Geometry = kernels.FULL, gemm: str = "numba") -> Generated:
+    """Generate the module for ``graph`` (shapes inferred; fused or not) with ``geometry``, its Linear
+    layers multiplying as ``gemm`` says (see :data:`GEMM_MODES`)."""
+    if gemm not in GEMM_MODES:
+        raise CompileError(f"cuda backend: GEMM mode {gemm!r} is not one of {', '.join(GEMM_MODES)}")
+    em = Emitter(graph, gemm)
     for node in sorted(graph.inputs, key=lambda n: n.attrs["index"]):
         em.source_node(node)
     for node in graph.params():
@@ -246,6 +267,7 @@ def generate(graph: Graph, geometry: kernels.Geometry = kernels.FULL) -> Generat
     header = (f"# Generated by lazyfuse (cuda backend) for graph @{graph.name}.\n"
               "# One call of run() launches the whole graph's kernels on one stream.\n")
     run = [f"def run({', '.join(params)}):", *em.body, f"    return {ret}"]
-    source = header + library_source(tuple(sorted(em.dtypes)), geometry) + "\n\n" + "\n".join(run) + "\n"
+    library = library_source(tuple(sorted(em.dtypes)), geometry, gemm)
+    source = header + library + "\n\n" + "\n".join(run) + "\n"
     args = [a for a in em.args if a[0] != "train"] + [("train", p) for p in em.train]
     return Generated(source, args, len(outputs), running_stat_updates(graph))

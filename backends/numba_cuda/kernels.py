@@ -344,6 +344,25 @@ def bn_apply(x, out, scale, shift, relu, nbt, bump):
         i += stride
 
 
+def bias_relu2(out, bias, has_bias, relu):
+    """out (M, C) += bias[c] (+ ReLU) in place: the epilogue of a GEMM that had none (cuBLAS)."""
+    i = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    cols = out.shape[1]
+    total = out.shape[0] * cols
+    while i < total:
+        r = i // cols
+        c = i - r * cols
+        v = out[r, c]
+        if has_bias:
+            v += bias[c]
+        if relu and v < 0:
+            out[r, c] = 0
+        else:
+            out[r, c] = v
+        i += stride
+
+
 def relu_flat(x, out):
     """out = relu(x) over flat (contiguous) views; NaN stays NaN."""
     i = cuda.grid(1)
@@ -396,7 +415,7 @@ def transpose2(x, out):
 # The templates in emission order; gemm is emitted per dtype, the rest once (Numba specializes
 # them on their arguments' dtypes).
 DEVICE_FUNCTIONS = (tile_column_stats, block_sum)
-KERNELS = (bn_partials3, bn_partials2, bn_merge, bn_apply, relu_flat, add4, transpose2)
+KERNELS = (bn_partials3, bn_partials2, bn_merge, bn_apply, bias_relu2, relu_flat, add4, transpose2)
 PER_DTYPE = (gemm,)
 CONSTANTS = ("BM", "BN", "BK", "TY", "TX", "TM", "TN", "LOADS", "RED", "ROWS2", "COLS2", "CHUNK2", "CHUNK3",
              "EPI_BIAS", "EPI_EVAL_BN", "EPI_STATS")

@@ -1,4 +1,5 @@
-"""Host-side helpers the generated ``run`` uses: launch geometry and stand-ins for absent operands."""
+"""Host-side helpers the generated ``run`` uses: launch geometry, stand-ins for absent operands, and
+the cuBLAS GEMM (through CuPy) of ``LAZYFUSE_CUDA_GEMM=cublas``."""
 
 from __future__ import annotations
 
@@ -38,3 +39,21 @@ def dummy(dtype: Any, rank: int = 1) -> Any:
             if arr is None:
                 arr = _DUMMIES[key] = cuda.to_device(np.zeros((1,) * rank, key[0]))
     return arr
+
+
+def cublas_gemm(x: Any, w: Any, out: Any, stream: Any) -> None:
+    """out (M, C) = x (M, K) @ w (C, K).T by cuBLAS through CuPy, on ``stream``: CuPy wraps the
+    Numba device arrays through ``__cuda_array_interface__`` (no copies) and runs on the stream
+    Numba launches the epilogue kernels on, so their order holds without a synchronization."""
+    import cupy
+
+    with cupy.cuda.ExternalStream(stream_pointer(stream)):
+        cupy.matmul(cupy.asarray(x), cupy.asarray(w).T, out=cupy.asarray(out))
+
+
+def stream_pointer(stream: Any) -> int:
+    """The CUstream address of a Numba stream (a ctypes handle in some numba-cuda versions, a
+    cuda-bindings object in others)."""
+    handle = stream.handle
+    value = getattr(handle, "value", None)
+    return int(value) if value is not None else int(handle)

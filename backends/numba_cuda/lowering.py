@@ -10,6 +10,10 @@ allocations and kernel launches on ``stream``.  Kernels per op (f32 and f64):
 - batch_norm / fused_bn_relu: eval 2 (``bn_merge`` from the running stats, ``bn_apply``); train 3
   (``bn_partials2``/``bn_partials3``, ``bn_merge``, ``bn_apply``);
 - relu, add, transpose: 1; flatten / reshape: none (a view).
+
+With a split GEMM (``LAZYFUSE_CUDA_GEMM=cublas`` or ``numba-split``) a Linear is the bare GEMM plus
+``bias_relu2`` when it has a bias or ReLU, and a Linear + BatchNorm is the bare GEMM plus the
+kernels of a plain (N, C) BatchNorm with the Linear's bias as ``pre``: eval 3, train 4.
 """
 
 from __future__ import annotations
@@ -94,10 +98,16 @@ def lower_linear(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
         rows = " * ".join(dims[:-1]) or "1"
         x, y = f"{ins[0]}.reshape(({rows}, {dims[-1]}))", f"{out}_2d"
     em.alloc(y, t, node, shape=f"({rows}, {cols})")
-    d, d2 = em.dummy(t), em.dummy(None, 2)
-    em.emit(f"{em.gemm(t)}[(blocks({rows}, BM), blocks({cols}, BN)), GEMM_BLOCK, stream]({x}, {ins[1]}, {y}, "
-            f"EPI_BIAS, {node.op == 'fused_linear_relu'}, {bias}, {has_bias}, {d}, {d}, False, {d}, {d}, "
-            f"0.0, {d2}, {d2})")
+    relu = node.op == "fused_linear_relu"
+    if em.split:
+        em.matmul(x, ins[1], y, t, rows, cols)
+        if has_bias or relu:
+            em.emit(f"bias_relu2[flat_grid(({rows}) * {cols}, RED), RED, stream]({y}, {bias}, {has_bias}, "
+                    f"{relu})")
+    else:
+        d, d2 = em.dummy(t), em.dummy(None, 2)
+        em.emit(f"{em.gemm(t)}[(blocks({rows}, BM), blocks({cols}, BN)), GEMM_BLOCK, stream]({x}, {ins[1]}, "
+                f"{y}, EPI_BIAS, {relu}, {bias}, {has_bias}, {d}, {d}, False, {d}, {d}, 0.0, {d2}, {d2})")
     if x_t.rank != 2:
         em.emit(f"{out} = {y}.reshape({em.shape(t, node)})")
 
@@ -154,6 +164,10 @@ def lower_linear_bn(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
     bn = BatchNormOperands(em, node, ins[3:] if has_bias else ins[2:], t)
     rows, cols = em.dims(t, node)
     em.alloc(out, t, node)
+    if em.split:  # the GEMM, then the statistics / coefficients / normalize of a plain BatchNorm
+        em.matmul(ins[0], ins[1], out, t, rows, cols)
+        _batch_norm(em, node, bn, out, out, bias, has_bias)
+        return
     gemm = f"{em.gemm(t)}[(blocks({rows}, BM), blocks({cols}, BN)), GEMM_BLOCK, stream]"
     d, d2 = em.dummy(t), em.dummy(None, 2)
     with bn.mode(em):
@@ -177,17 +191,24 @@ def lower_batch_norm(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
     t = node.type
     if t.rank not in (2, 3, 4):
         raise CompileError(f"cuda backend: batch_norm {node.ref} needs rank 2, 3 or 4, got {t}")
-    bn = BatchNormOperands(em, node, ins[1:], t)
+    em.alloc(out, t, node)
+    _batch_norm(em, node, BatchNormOperands(em, node, ins[1:], t), ins[0], out, em.dummy(t), False)
+
+
+def _batch_norm(em: Emitter, node: Node, bn: BatchNormOperands, x: str, out: str, pre: str,
+                has_pre: bool) -> None:
+    """The kernels of a BatchNorm from ``x`` into ``out`` (may be ``x``); ``pre`` is a per-channel
+    bias ``x`` lacks (a Linear's, with the split GEMM)."""
+    t = node.type
     dims = em.dims(t, node)
     n, c = dims[0], dims[1]
     length = " * ".join(dims[2:]) or "1"
-    em.alloc(out, t, node)
-    x3, o3 = (f"{v}.reshape(({n}, {c}, {length}))" for v in (ins[0], out))
+    x3, o3 = (f"{v}.reshape(({n}, {c}, {length}))" for v in (x, out))
     with bn.mode(em):
         p_mean, p_m2 = em.temp(f"{out}_p_mean"), em.temp(f"{out}_p_m2")
         if t.rank == 2:
             chunks, chunk, count = f"blocks({n}, CHUNK2)", "CHUNK2", n
-            launch = f"bn_partials2[({chunks}, blocks({c}, COLS2)), (COLS2, ROWS2), stream]({ins[0]}, CHUNK2"
+            launch = f"bn_partials2[({chunks}, blocks({c}, COLS2)), (COLS2, ROWS2), stream]({x}, CHUNK2"
         else:
             count = f"{n} * {length}"
             chunks, chunk = f"blocks({count}, CHUNK3)", "CHUNK3"
@@ -195,9 +216,9 @@ def lower_batch_norm(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
         for p in (p_mean, p_m2):
             em.alloc(p, t, node, shape=f"({chunks}, {c})", dtype="np.float64")
         em.emit(f"{launch}, {p_mean}, {p_m2})")
-        bn.merge_and_apply(em, node, out, x3, o3, c, f"{p_mean}, {p_m2}, {chunk}, {count}", em.dummy(t), False,
-                           True)
+        stats = f"{p_mean}, {p_m2}, {chunk}, {count}"
+        bn.merge_and_apply(em, node, out, x3, o3, c, stats, pre, has_pre, True)
     if bn.track:
         with em.block("else:"):
             d2 = em.dummy(None, 2)
-            bn.merge_and_apply(em, node, out, x3, o3, c, f"{d2}, {d2}, 1, 1", em.dummy(t), False, False)
+            bn.merge_and_apply(em, node, out, x3, o3, c, f"{d2}, {d2}, 1, 1", pre, has_pre, False)

@@ -45,9 +45,10 @@ def load_state_dict(root: Module, state_dict: Mapping[str, Any], strict: bool = 
     Rules: with ``strict``, missing and unexpected keys are errors; shape mismatches always are.
     Initialized targets get the values copied in place (``np.copyto``, same-kind casting), so any
     holder of the arrays sees them; each module written into gets a new ``state_version`` (a backend
-    that keeps copies of the arrays, like ``cuda``, uploads them again).  A lazy module whose placeholders receive real arrays is
-    resolved from their shapes (all its placeholders must be covered).  Errors are collected and
-    raised together as one :class:`StateDictError` before anything is written.
+    that keeps copies of the arrays, like ``cuda``, uploads them again).  A lazy module whose
+    placeholders receive real arrays is resolved from their shapes (all its placeholders must be
+    covered).  Errors are collected and raised together as one :class:`StateDictError` before
+    anything is written.
     """
     if not isinstance(state_dict, Mapping):
         raise StateDictError(f"expected a mapping of name -> array, got {type(state_dict).__name__}")

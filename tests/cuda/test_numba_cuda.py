@@ -198,3 +198,37 @@ def test_matches_torch_train_then_eval():
     theirs = cm.torch_module.state_dict()
     for k, v in tm.state_dict().items():
         np.testing.assert_allclose(theirs[k].numpy(), v.numpy(), rtol=2e-5, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("bn", [dict(), dict(track_running_stats=False), dict(affine=False, momentum=None)],
+                         ids=["default", "track=False", "affine=False,momentum=None"])
+def test_split_gemm_then_epilogue_kernels(monkeypatch, bn):
+    """The cuBLAS path's split (bare GEMM, then bias / statistics / normalize kernels), run with the
+    Numba GEMM as the bare GEMM: what the simulator can check of it."""
+    monkeypatch.setenv("LAZYFUSE_CUDA_GEMM", "numba-split")
+    model = nn.Sequential(nn.Linear(7, 9), nn.BatchNorm1d(9, **bn), nn.ReLU(), nn.Linear(9, 5, bias=False),
+                          nn.ReLU(), nn.Linear(5, 3))
+    cm, ref = _pair(model, lf.TensorSpec(("N", 7), "float32"))
+    run = cm.source.split("def run(")[1]
+    assert "GEMM = 'numba-split'" in cm.source and cm.runner.gemm == "numba-split"
+    assert "bias_relu2" in run and "bn_partials2" in run and "EPI_STATS" not in run and "EPI_EVAL_BN" not in run
+    evals = (2, 7) if bn.get("track_running_stats") is False else (1, 7)
+    _steps(cm, ref, lambda n: (n, 7), "float32", batches=(8, 3), eval_batches=evals)
+
+
+def test_gemm_mode_choice(monkeypatch):
+    import importlib.util
+
+    import numba
+
+    spec = lf.TensorSpec(("N", 2), "float32")
+    monkeypatch.delenv("LAZYFUSE_CUDA_GEMM", raising=False)
+    cublas = importlib.util.find_spec("cupy") is not None and not numba.config.ENABLE_CUDASIM
+    assert lf.compile(nn.Linear(2, 2), spec, backend="cuda").runner.gemm == ("cublas" if cublas else "numba")
+    monkeypatch.setenv("LAZYFUSE_CUDA_GEMM", "cublas")
+    if numba.config.ENABLE_CUDASIM:
+        with pytest.raises(lf.CompileError, match="LAZYFUSE_CUDA_GEMM=cublas, but the CUDA simulator"):
+            lf.compile(nn.Linear(2, 2), spec, backend="cuda")
+    monkeypatch.setenv("LAZYFUSE_CUDA_GEMM", "magma")
+    with pytest.raises(lf.CompileError, match="LAZYFUSE_CUDA_GEMM must be one of numba, cublas, numba-split"):
+        lf.compile(nn.Linear(2, 2), spec, backend="cuda")
