@@ -55,5 +55,7 @@ def stream_pointer(stream: Any) -> int:
     """The CUstream address of a Numba stream (a ctypes handle in some numba-cuda versions, a
     cuda-bindings object in others)."""
     handle = stream.handle
-    value = getattr(handle, "value", None)
-    return int(value) if value is not None else int(handle)
+    try:
+        return int(handle)
+    except TypeError:  # ctypes.c_void_p
+        return int(handle.value or 0)
