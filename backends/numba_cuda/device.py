@@ -30,6 +30,8 @@ def as_input(obj: Any, what: str) -> Any:
     A non-contiguous device array is an :class:`InputError` (the kernels index dense rows; copying
     it on the device is the caller's choice: ``.contiguous()``, ``cupy.ascontiguousarray``); so is a
     torch tensor on another GPU than the current one."""
+    if is_torch_tensor(obj):
+        obj = obj.detach()  # torch refuses __cuda_array_interface__ on a tensor that requires grad
     if getattr(obj, "__cuda_ndarray__", False):
         arr = obj
     elif hasattr(obj, "__cuda_array_interface__"):
@@ -92,9 +94,15 @@ class DeviceState:
     def pull(self, targets: tuple[str, ...], state: Mapping[str, np.ndarray], stream: Any) -> None:
         """Copy the device values of ``targets`` (updated by a train-mode call) into the model's
         arrays (``state``), synchronously; the device and host copies then agree."""
+        strided = []
         for t in targets:
             host = state[t]
-            self._device[t].copy_to_host(host.reshape(host.shape or (1,)), stream=stream)
+            if host.flags.c_contiguous:
+                self._device[t].copy_to_host(host.reshape(host.shape or (1,)), stream=stream)
+            else:  # a strided view as the buffer: through a dense copy
+                strided.append((host, self._device[t].copy_to_host(stream=stream)))
         stream.synchronize()
+        for host, dense in strided:
+            np.copyto(host, dense.reshape(host.shape))
         for t in targets:
             self._held[t] = np.array(state[t])
