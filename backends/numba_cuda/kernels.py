@@ -176,7 +176,7 @@ def tile_column_stats(acc, rows, cols, col0, p_mean, p_m2):
         total = 0.0
         for y in range(TY):
             total += red[y, tid]
-        mean[tid] = total / valid
+        mean[tid] = total / max(valid, 1)  # no valid rows: an empty batch, which bn_merge skips
     cuda.syncthreads()
     for j in range(TN):
         mu = mean[tx + j * TX]
@@ -225,7 +225,7 @@ def bn_partials3(x, chunk, p_mean, p_m2):
         q = e // length
         total += float64(x[q, c, e - q * length])
         e += RED
-    mu = block_sum(red, total) / (stop - start)
+    mu = block_sum(red, total) / max(stop - start, 1)
     total = 0.0
     e = start + cuda.threadIdx.x
     while e < stop:
@@ -260,7 +260,7 @@ def bn_partials2(x, chunk, p_mean, p_m2):
         total = 0.0
         for y in range(ROWS2):
             total += red[y, tx]
-        mean[tx] = total / (stop - start)
+        mean[tx] = total / max(stop - start, 1)
     cuda.syncthreads()
     mu = mean[tx]
     total = 0.0
@@ -283,7 +283,7 @@ def bn_merge(p_mean, p_m2, chunk, count, batch_stats, update, momentum, eps, pre
              gamma, beta, affine, rm, rv, nbt, scale, shift):
     """Per channel (one thread each): the batch mean and variance merged from the partials by
     Chan's formula in float64 (partial ``b`` holds ``min(chunk, count - b * chunk)`` values), the
-    running-stat update when ``update`` (unbiased variance; ``momentum < 0`` is ``momentum=None``:
+    running-stat update when ``update`` and the batch is not empty (unbiased variance; ``momentum < 0`` is ``momentum=None``:
     factor 1 / (num_batches_tracked + 1), the count :func:`bn_apply` stores), and the coefficients
     ``scale``/``shift`` of y = v * scale + shift.  Without ``batch_stats`` the running stats are
     the statistics.  ``pre`` is a per-channel bias the values lack (a fused Linear's bias): it
@@ -296,15 +296,15 @@ def bn_merge(p_mean, p_m2, chunk, count, batch_stats, update, momentum, eps, pre
         seen = 0.0
         mean = 0.0
         m2 = 0.0
-        for blk in range(p_mean.shape[0]):
+        for blk in range(p_mean.shape[0] if count > 0 else 0):
             nb = float64(min(chunk, count - blk * chunk))
             delta = p_mean[blk, c] - mean
             total = seen + nb
             mean += delta * (nb / total)
             m2 += p_m2[blk, c] + delta * delta * (seen * nb / total)
             seen = total
-        var = m2 / seen
-        if update:
+        var = m2 / max(seen, 1.0)
+        if update and count > 0:  # an empty batch only counts (bn_apply), like PyTorch
             f = 1.0 / (nbt[0] + 1.0) if momentum < 0.0 else momentum
             rm[c] = (1.0 - f) * rm[c] + f * (mean + p)
             rv[c] = (1.0 - f) * rv[c] + f * (m2 / (seen - 1.0))
