@@ -33,12 +33,17 @@ EPILOG = """\
 suites: fused (Linear+BN+ReLU), mlp (MLPWithBN batch sweep), bn (BatchNorm1d), conv
 (FeatureExtractor, one conv layer), scaling (batch 1..65536 and width 256..4096 sweeps vs the
 bare GEMM and torch eager), compile (cold/warm compile in fresh processes), all.
+With --backend cuda (on an NVIDIA GPU, never in Numba's CUDA simulator): gemm (the Numba GEMM vs
+cuBLAS), fused (Linear+BN+ReLU vs that GEMM and torch on CUDA), bn (BatchNorm1d vs a device copy),
+all; its floors (cuBLAS, the bare GEMM, the copy) always run, --baselines picks torch and
+torch.compile.  bench/gpu_check.sh runs it, and the CUDA tests, in one command.
 
 examples:
   lazyfuse bench --quick
   lazyfuse bench --suite fused,bn --json run.json
   lazyfuse bench --suite mlp --plot mlp.png --baselines numpy,torch
   lazyfuse bench --json new.json --compare old.json --fail-on-regression
+  lazyfuse bench --backend cuda --json gpu.json
 
 A baseline that cannot run here (no torch, torch.compile failing, no onnxruntime) is skipped with
 a note.  --quick takes about a minute and carries no targets; the full run about ten minutes.
@@ -92,21 +97,28 @@ def _check_writable(flag: str, path: str) -> None:
 
 
 def _check_backend(name: str) -> None:
+    """--backend cuda needs numba-cuda, a GPU, and the simulator off (it is never timed)."""
     if name != "cuda":
         return
-    from lazyfuse.backends import get_backend
+    from . import cuda_suite
 
-    try:
-        get_backend("cuda")
-    except LazyFuseError:
-        raise BenchError("--backend cuda: the CUDA backend does not exist yet (issue #20); "
-                         "use --backend cpu or reference") from None
+    reason = cuda_suite.unavailable()
+    if reason is not None:
+        raise BenchError(reason)
+
+
+def _suite_names(args: argparse.Namespace) -> list[str]:
+    if args.backend != "cuda":
+        return _names(args.suite, SUITE_NAMES, "--suite", everything="all")
+    from .cuda_suite import SUITES
+
+    return _names(args.suite, SUITES, "--suite (with --backend cuda)", everything="all")
 
 
 def _validate(args: argparse.Namespace) -> tuple[list[str], Options, dict[str, Any] | None]:
     from . import compare, plot
 
-    suites = _names(args.suite, SUITE_NAMES, "--suite", everything="all")
+    suites = _suite_names(args)
     baselines = _names(args.baselines, BASELINES, "--baselines")
     if args.fail_on_regression and not args.compare:
         raise UsageError("--fail-on-regression needs --compare OLD.json")
@@ -148,6 +160,10 @@ def run(args: argparse.Namespace) -> int:
     from .suites import plan
 
     suites, options, old = _validate(args)
+    if options.backend == "cuda":
+        from . import cuda_suite
+
+        return cuda_suite.run(args, suites, options, old)
     tasks = plan(suites, options)
     wants_peaks = any(t.suite != "compile" for t in tasks)
     peak_cost = 4.0 if wants_peaks else 0.0

@@ -113,17 +113,125 @@ def test_missing_matplotlib_names_the_extra(monkeypatch, capsys):
     assert "pip install 'lazyfuse[bench]'" in _err_line(capsys)
 
 
-def test_cuda_backend_is_a_clean_error_until_it_exists(capsys):
-    from lazyfuse.backends import get_backend
+def test_cuda_backend_says_why_it_cannot_run_here(fake_timer, capsys, monkeypatch):
+    """Here numba-cuda is installed and there is no GPU (the simulator is off in this process)."""
+    from lazyfuse.bench import cuda_suite
 
-    try:
-        get_backend("cuda")
-    except Exception:
-        pass
-    else:
-        pytest.skip("a cuda backend is registered here")
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)
+    reason = cuda_suite.unavailable()
+    if reason is None:
+        pytest.skip("a usable GPU is here: the suite would run")
+    monkeypatch.setattr(cuda_suite, "plan", lambda *a: pytest.fail("planned a run despite the error"))
     assert bench("--backend", "cuda") == 1
-    assert "the CUDA backend does not exist yet (issue #20)" in _err_line(capsys)
+    err = _err_line(capsys)
+    assert reason in err
+    if not cuda_suite._has_numba_cuda():
+        assert "pip install 'lazyfuse[cuda]'" in err
+    elif not cuda_suite._simulator_on():
+        assert "--backend cuda: no usable CUDA GPU here (" in err and "bench/gpu_check.sh" in err
+    assert fake_timer == []
+
+
+def test_cuda_backend_names_the_missing_package_and_refuses_the_simulator(capsys, monkeypatch):
+    from lazyfuse.bench import cuda_suite
+
+    monkeypatch.setattr(cuda_suite, "plan", lambda *a: pytest.fail("planned a run despite the error"))
+    monkeypatch.setattr(cuda_suite, "_has_numba_cuda", lambda: False)
+    assert bench("--backend", "cuda", "--quick") == 1
+    err = _err_line(capsys)
+    assert "--backend cuda needs NVIDIA's numba-cuda package: pip install 'lazyfuse[cuda]'" in err
+    monkeypatch.setattr(cuda_suite, "_has_numba_cuda", lambda: True)
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")  # read before numba.cuda is imported: nothing loads
+    assert bench("--backend", "cuda") == 1
+    assert "Numba's CUDA simulator, which is never timed" in _err_line(capsys)
+    assert bench("--backend", "cuda", "--suite", "mlp") == 2
+    err = _err_line(capsys)
+    assert "--suite (with --backend cuda): unknown mlp; choose from gemm, bn, fused or all" in err
+
+
+def test_cuda_plan_is_lazy_and_sized_by_quick():
+    from lazyfuse.bench import cuda_suite
+
+    quick = cuda_suite.CudaOptions(quick=True)
+    assert quick.settle_s == 0.0 and quick.block_s < cuda_suite.CudaOptions().block_s
+    labels = [t.label for t in cuda_suite.plan(list(cuda_suite.SUITES), quick)]
+    assert labels[:2] == ["Numba GEMM batch 1024", "Numba GEMM batch 4096"]
+    assert "BatchNorm1d train (16, 256, 2048)" in labels and labels[-1] == "linear+bn+relu eval batch 4096"
+    full = cuda_suite.plan(["fused"], cuda_suite.CudaOptions())
+    assert [t.label for t in full][-2:] == ["linear+bn+relu train batch 65536",
+                                            "linear+bn+relu eval batch 65536"]
+    assert all(t.cost > 0 and t.suite == "fused" for t in full)
+
+
+def _cuda_baseline(key: str, label: str, target: float | None = None, missing: bool = False):
+    def make():
+        if missing:
+            raise baselines.Unavailable(f"{label} is missing")
+        return (lambda: None), {"max_rel_diff": 1e-7}
+
+    return baselines.Baseline(key, label, make, target)
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_cuda_rows_always_pair_the_floors_and_carry_throughput(quick, fake_timer):
+    from lazyfuse.bench import cuda_suite
+
+    session = cuda_suite.CudaSession(cuda_suite.CudaOptions(quick=quick, baselines=("torch.compile",)))
+    session.suite = "gemm"
+    bases = [_cuda_baseline(cuda_suite.FLOOR, "cuBLAS SGEMM", cuda_suite.GEMM_TARGET),
+             _cuda_baseline("torch", "torch eager (CUDA)"),
+             _cuda_baseline("torch.compile", "torch.compile (CUDA)", missing=True)]
+    (row,) = session.pair("Numba GEMM f32 x(8,16)", lambda: None, bases, rounds=2, work={"flops": 10**9},
+                          reps=1)
+    assert ROW_KEYS <= set(row) and row["baseline"] == "cuBLAS SGEMM" and row["backend"] == "cuda"
+    assert session.skipped == [{"suite": "gemm", "bench": "Numba GEMM f32 x(8,16)",
+                                "baseline": "torch.compile (CUDA)",
+                                "reason": "torch.compile (CUDA) is missing"}]
+    peaks = {"gemm": {"gflops": 4000.0}, "copy": {"gbps": 1000.0}}
+    done = cuda_suite.finish_row(row, peaks)
+    assert done["lazyfuse_tflops"] == pytest.approx(1.0) == done["baseline_tflops"]
+    assert done["throughput_ratio"] == pytest.approx(1.0) and done["max_rel_diff"] == 1e-7
+    assert done["roofline"]["lazyfuse_pct_of_peak"] == pytest.approx(25.0)
+    line = cuda_suite.throughput_line(done)
+    assert "1.0 vs 1.0 TFLOP/s, 1.00x its throughput" in line
+    assert ("target >= 0.50x met" in line) is (not quick) and "MISMATCH" not in line
+    copy = cuda_suite.finish_row({**{k: v for k, v in row.items() if k != "flops"}, "bytes": 2 * 10**6}, None)
+    assert "roofline" not in copy and copy["lazyfuse_gbps"] == pytest.approx(2.0)
+
+
+def test_cuda_command_prints_and_saves_a_gpu_run(monkeypatch, tmp_path, capsys):
+    """The dispatch of --backend cuda, with the GPU parts faked (no GPU here)."""
+    from lazyfuse.bench import cuda_suite
+    from lazyfuse.bench.markdown import table
+
+    gpu = {"device": "Fake GPU", "compute_capability": [9, 0], "multiprocessors": 132, "memory_gib": 139.8,
+           "versions": {"numba-cuda": "0.30.4"}, "cublas": "cupy"}
+    peaks = {"gemm": {"shape": [64, 64, 64], "samples": 1, "gflops": 50000.0, "what": "cuBLAS SGEMM"},
+             "copy": {"gbps": 4000.0, "what": "device copy"}}
+    row = {**_row("Numba GEMM f32 x(4096,1024) @ W.T(1024,1024)", 1.6, 1.5, 1.7), "baseline": "cuBLAS SGEMM",
+           "lazyfuse_ms": 0.5, "baseline_ms": 0.3125, "flops": 2 * 4096 * 1024 * 1024, "target": 2.0,
+           "met": True}
+    monkeypatch.setattr(cuda_suite, "unavailable", lambda: None)
+    monkeypatch.setattr(cuda_suite, "cuda_environment", lambda: gpu)
+    monkeypatch.setattr(cuda_suite, "measure_peaks", lambda samples: peaks)
+    monkeypatch.setattr(cuda_suite, "plan", lambda names, options: [
+        Task("gemm", "canned", lambda session: [dict(row)], 1.0)])
+    monkeypatch.setattr(suites, "plan", lambda *a: pytest.fail("ran the CPU suites"))
+    out = tmp_path / "gpu.json"
+    assert bench("--backend", "cuda", "--suite", "gemm", "--json", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "GPU: Fake GPU (compute 9.0, 132 SMs, 139.8 GiB)" in printed
+    assert "peaks: cuBLAS SGEMM 64x64x64 50.0 TFLOP/s" in printed
+    assert "-- throughput" in printed and "0.62x its throughput" in printed
+    doc = json.loads(out.read_text())
+    assert doc["environment"]["cuda"] == gpu and doc["peaks"] == peaks
+    assert doc["options"]["backend"] == "cuda" and doc["options"]["suites"] == ["gemm"]
+    (saved,) = doc["rows"]
+    assert saved["suite"] == "gemm" and saved["backend"] == "cuda"
+    assert saved["lazyfuse_tflops"] == pytest.approx(2 * 4096 * 1024 * 1024 / 0.5e-3 / 1e12)
+    assert saved["throughput_ratio"] == pytest.approx(1 / 1.6) and saved["roofline"]["kind"] == "compute"
+    assert ("| Numba GEMM f32 x(4096,1024) @ W.T(1024,1024) | cuBLAS SGEMM | 0.500 ms | 0.312 ms | 1.600"
+            in table(doc))
 
 
 def test_help_lists_the_options_and_examples(capsys):
