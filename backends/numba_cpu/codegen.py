@@ -20,17 +20,15 @@ channel-major, so results agree with ``run`` to rounding, not bit for bit.
 from __future__ import annotations
 
 import functools
-import keyword
-import re
 import warnings
 from dataclasses import dataclass, field
 
 import numba
 
+from lazyfuse.backends.emitter_base import GraphEmitter, identifier
 from lazyfuse.errors import CompileError
 from lazyfuse.ir.graph import Graph, Node
-from lazyfuse.ir.ops import mode_module
-from lazyfuse.ir.types import UNKNOWN, Sym, TensorType
+from lazyfuse.ir.types import TensorType
 
 # The template and lowering modules register themselves on import (conv_*: the NCHW ops).
 from . import conv_kernels, conv_lowering, intrinsics, kernels, lowering  # noqa: F401
@@ -103,29 +101,14 @@ class Generated:
     n_outputs: int = 1
 
 
-def _ident(text: str, prefix: str, taken: set[str]) -> str:
-    base = prefix + re.sub(r"\W", "_", text)
-    if keyword.iskeyword(base):
-        base += "_"
-    name, i = base, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    taken.add(name)
-    return name
-
-
-class Emitter:
+class Emitter(GraphEmitter):
     """Writes ``run``'s and ``run_s``'s bodies for one graph; lowerings (see :mod:`.lowering`) get one
     and write their node's lines through :meth:`emit`, :meth:`emit_run` and :meth:`alloc`."""
 
+    backend = "cpu backend"
+
     def __init__(self, graph: Graph) -> None:
-        self.graph = graph
-        self.taken: set[str] = set(RESERVED)
-        self.var: dict[Node, str] = {}
-        self.syms: dict[str, str] = {}
-        self.params: list[str] = []
-        self.args: list[tuple[str, object]] = []
-        self.train: dict[str | None, str] = {}
+        super().__init__(graph, RESERVED)
         self.body: list[str] = []
         self.body_s: list[str] = []
         self.channel_major = channel_major_values(graph)
@@ -134,27 +117,6 @@ class Emitter:
         self.sizes: list[str] = []
 
     # -- for lowerings ----------------------------------------------------------------------------
-    def dim(self, d: object, where: Node) -> str:
-        """The expression of dim ``d`` (an int or a symbol read from an input's shape)."""
-        if isinstance(d, int):
-            return str(d)
-        if isinstance(d, Sym):
-            parts = [self._sym(n, where) for n in d.names]
-            if d.coeff != 1:
-                parts.insert(0, str(d.coeff))
-            return " * ".join(parts)
-        raise CompileError(f"cpu backend: {where.ref} has an unresolved dim ({d}); run infer_shapes first")
-
-    def _sym(self, name: str, where: Node) -> str:
-        if name not in self.syms:
-            raise CompileError(f"cpu backend: symbol {name} in {where.ref} is not a dim of any input")
-        return self.syms[name]
-
-    def shape(self, t: TensorType, where: Node) -> str:
-        """The shape tuple expression of ``t``."""
-        dims = [self.dim(d, where) for d in t.shape]
-        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
-
     @staticmethod
     def np_dtype(t: TensorType) -> str:
         """``np.float32`` etc. for ``t``'s dtype."""
@@ -163,14 +125,6 @@ class Emitter:
     def zeros(self, n: str, t: TensorType, fill: str = "zeros") -> str:
         """A fresh 1-D array of ``n`` elements of ``t``'s dtype (``fill``: "zeros" or "ones")."""
         return f"np.{fill}({n}, {self.np_dtype(t)})"
-
-    def flag(self, node: Node) -> str:
-        """The ``run`` argument holding the ``training`` flag of ``node``'s BatchNorm module."""
-        path = mode_module(node)
-        if path not in self.train:
-            self.train[path] = _ident(path or "model", "t_", self.taken)
-            self.args.append(("train", path))
-        return self.train[path]
 
     def emit(self, line: str, serial: str | None = None) -> None:
         """A line of ``run`` and its counterpart in ``run_s``: ``serial``, or the same line."""
@@ -202,23 +156,13 @@ class Emitter:
         return (f"({c}, {n})" if ot else None), f"{node.inputs[0] in self.channel_major}, {ot}"
 
     # -- nodes ----------------------------------------------------------------------------------
-    def source_node(self, node: Node) -> None:
-        if node.op == "input":
-            name = _ident(node.name, "a_", self.taken)
-            self.args.append(("input", node.attrs["index"]))
-            for k, d in enumerate(node.type.shape):
-                if isinstance(d, Sym) and d.coeff == 1 and len(d.names) == 1 and d.names[0] not in self.syms:
-                    sym = _ident(d.names[0], "sym_", self.taken)
-                    self.syms[d.names[0]] = sym
-                    self.emit(f"{sym} = {name}.shape[{k}]")
-                    self.sym_lines.append(f"    {sym} = {name}.shape[{k}]")
-            self.inputs.append(name)
-            self.size(node.type, node)
-        else:
-            name = _ident(node.attrs["target"], "s_", self.taken)
-            self.args.append(("state", node.attrs["target"]))
-        self.params.append(name)
-        self.var[node] = name
+    def read_dim(self, line: str) -> None:
+        self.emit(line)
+        self.sym_lines.append("    " + line)
+
+    def input_added(self, name: str, node: Node) -> None:
+        self.inputs.append(name)
+        self.size(node.type, node)
 
     def compute_node(self, node: Node) -> None:
         """``node``'s lines, from the lowering registered for its op."""
@@ -226,9 +170,11 @@ class Emitter:
         if low is None:
             raise CompileError(f"cpu backend: op {node.op!r} ({node.ref}) is not supported")
         self.emit("# " + node.format())
-        out = _ident(node.name, "v_", self.taken)
+        out = identifier(node.name, "v_", self.taken)
         self.var[node] = out
         low.fn(self, node, out, [self.var[i] for i in node.inputs])
+        if node.type is not None:
+            self.size(node.type, node)
 
 
 def channel_major_values(graph: Graph) -> set[Node]:
@@ -250,28 +196,9 @@ def channel_major_values(graph: Graph) -> set[Node]:
 def generate(graph: Graph) -> Generated:
     """Generate the module for ``graph`` (shapes inferred; fused or not)."""
     em = Emitter(graph)
-    inputs = sorted(graph.inputs, key=lambda n: n.attrs["index"])
-    for node in inputs:
-        em.source_node(node)
-    for node in graph.params():
-        em.source_node(node)
-    outputs: list[str] = []
-    for node in graph.nodes:
-        if node.op in ("input", "param", "buffer"):
-            continue
-        if node.op == "output":
-            outputs = [em.var[n] for n in node.inputs]
-            continue
-        for d in node.type.shape if node.type is not None else ():
-            if d is UNKNOWN:
-                raise CompileError(f"cpu backend: {node.ref} has an unresolved dim; run infer_shapes first")
-        em.compute_node(node)
-        if node.type is not None:
-            em.size(node.type, node)
-    if not outputs:
-        raise CompileError(f"cpu backend: graph @{graph.name} has no output")
+    outputs = em.walk()
     ret = outputs[0] if len(outputs) == 1 else "(" + ", ".join(outputs) + ",)"
-    params = em.params + [em.train[p] for p in em.train]
+    params = em.signature()
     header = (f"# Generated by lazyfuse (cpu backend) for graph @{graph.name}; numba {numba.__version__}.\n"
               "# One call of run() (or run_s() when small() says so) executes the whole graph.\n")
     run = [DECORATOR.format(extra=""), f"def run({', '.join(params)}):", *em.body, f"    return {ret}"]
@@ -281,5 +208,4 @@ def generate(graph: Graph) -> Generated:
              *em.sym_lines, f"    return max(({', '.join(em.sizes)},)) < SMALL_MAX"]
     source = (header + library_source() + "\n" + "\n".join(run) + "\n\n\n" + "\n".join(run_s) + "\n\n\n"
               + "\n".join(small) + "\n")
-    args = [a for a in em.args if a[0] != "train"] + [("train", p) for p in em.train]
-    return Generated(source, args, len(outputs))
+    return Generated(source, em.ordered_args(), len(outputs))

@@ -55,13 +55,15 @@ class NumbaCUDAExecutable:
         return as_input(obj, what)
 
     def as_output(self, result: Any, given: Sequence[Any]) -> Any:
-        """Torch CUDA tensors (sharing the result's memory) when a given input was one."""
-        if not any(is_torch_tensor(a) for a in given):
+        """Torch CUDA tensors (sharing the result's memory, on that tensor's device) when a given input
+        was one."""
+        device = next((a.device for a in given if is_torch_tensor(a) and a.device.type == "cuda"), None)
+        if device is None:
             return result
         torch = sys.modules["torch"]
         if isinstance(result, tuple):
-            return tuple(torch.as_tensor(r, device="cuda") if is_device_array(r) else r for r in result)
-        return torch.as_tensor(result, device="cuda") if is_device_array(result) else result
+            return tuple(torch.as_tensor(r, device=device) if is_device_array(r) else r for r in result)
+        return torch.as_tensor(result, device=device) if is_device_array(result) else result
 
     def sync(self) -> None:
         """Upload the model's arrays again before the next call (after in-place writes into them)."""

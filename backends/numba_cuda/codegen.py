@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-import keyword
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from lazyfuse.backends.emitter_base import GraphEmitter, identifier
 from lazyfuse.errors import CompileError
 from lazyfuse.ir.graph import Graph, Node
 from lazyfuse.ir.ops import mode_module, named_updates
-from lazyfuse.ir.types import UNKNOWN, Sym, TensorType
+from lazyfuse.ir.types import TensorType
 
 from . import kernels
 
@@ -79,61 +79,20 @@ class Generated:
     updates: list[tuple[str | None, tuple[str, ...]]] = field(default_factory=list)
 
 
-def _ident(text: str, prefix: str, taken: set[str]) -> str:
-    base = prefix + re.sub(r"\W", "_", text)
-    if keyword.iskeyword(base):
-        base += "_"
-    name, i = base, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    taken.add(name)
-    return name
-
-
-class Emitter:
+class Emitter(GraphEmitter):
     """Writes ``run``'s body for one graph; lowerings get one and write through :meth:`emit`."""
 
+    backend = "cuda backend"
+
     def __init__(self, graph: Graph, gemm: str = "numba") -> None:
-        self.graph = graph
+        super().__init__(graph, RESERVED)
         self.gemm_mode = gemm
         self.split = gemm != "numba"  # the GEMM without its epilogue, then epilogue kernels
-        self.taken: set[str] = set(RESERVED)
-        self.var: dict[Node, str] = {}
-        self.syms: dict[str, str] = {}
-        self.params: list[str] = []
-        self.args: list[tuple[str, object]] = []
-        self.train: dict[str | None, str] = {}
         self.body: list[str] = []
         self.dtypes: set[str] = set()
         self.indent = 1
 
     # -- for lowerings ----------------------------------------------------------------------------
-    def dim(self, d: object, where: Node) -> str:
-        """The expression of dim ``d`` (an int or a symbol read from an input's shape)."""
-        if isinstance(d, int):
-            return str(d)
-        if isinstance(d, Sym):
-            parts = [self.syms[n] if n in self.syms else self._unbound(n, where) for n in d.names]
-            if d.coeff != 1:
-                parts.insert(0, str(d.coeff))
-            return " * ".join(parts)
-        raise CompileError(f"cuda backend: {where.ref} has an unresolved dim ({d}); run infer_shapes first")
-
-    @staticmethod
-    def _unbound(name: str, where: Node) -> str:
-        raise CompileError(f"cuda backend: symbol {name} in {where.ref} is not a dim of any input")
-
-    def dims(self, t: TensorType, where: Node) -> list[str]:
-        return [self.dim(d, where) for d in t.shape]
-
-    @staticmethod
-    def tuple_of(dims: list[str]) -> str:
-        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
-
-    def shape(self, t: TensorType, where: Node) -> str:
-        """The shape tuple expression of ``t``."""
-        return self.tuple_of(self.dims(t, where))
-
     def size(self, t: TensorType, where: Node) -> str:
         """The element count expression of ``t``."""
         return " * ".join(f"({d})" for d in self.dims(t, where)) or "1"
@@ -171,15 +130,7 @@ class Emitter:
         self.emit(f"{var} = cuda.device_array({shape}, {dtype}, stream=stream)")
 
     def temp(self, base: str) -> str:
-        return _ident(base, "", self.taken)
-
-    def flag(self, node: Node) -> str:
-        """The ``run`` argument holding the ``training`` flag of ``node``'s BatchNorm module."""
-        path = mode_module(node)
-        if path not in self.train:
-            self.train[path] = _ident(path or "model", "t_", self.taken)
-            self.args.append(("train", path))
-        return self.train[path]
+        return identifier(base, "", self.taken)
 
     def emit(self, line: str) -> None:
         self.body.append("    " * self.indent + line)
@@ -189,21 +140,6 @@ class Emitter:
         return _Block(self, header)
 
     # -- nodes ----------------------------------------------------------------------------------
-    def source_node(self, node: Node) -> None:
-        if node.op == "input":
-            name = _ident(node.name, "a_", self.taken)
-            self.args.append(("input", node.attrs["index"]))
-            for k, d in enumerate(node.type.shape):
-                if isinstance(d, Sym) and d.coeff == 1 and len(d.names) == 1 and d.names[0] not in self.syms:
-                    sym = _ident(d.names[0], "sym_", self.taken)
-                    self.syms[d.names[0]] = sym
-                    self.emit(f"{sym} = {name}.shape[{k}]")
-        else:
-            name = _ident(node.attrs["target"], "s_", self.taken)
-            self.args.append(("state", node.attrs["target"]))
-        self.params.append(name)
-        self.var[node] = name
-
     def compute_node(self, node: Node) -> None:
         from .lowering import LOWERINGS
 
@@ -211,11 +147,8 @@ class Emitter:
         if low is None:
             raise CompileError(f"cuda backend: op {node.op!r} ({node.ref}) is not supported; compile this "
                                "model for backend='cpu'")
-        for d in node.type.shape if node.type is not None else ():
-            if d is UNKNOWN:
-                raise CompileError(f"cuda backend: {node.ref} has an unresolved dim; run infer_shapes first")
         self.emit("# " + node.format())
-        out = _ident(node.name, "v_", self.taken)
+        out = identifier(node.name, "v_", self.taken)
         self.var[node] = out
         low(self, node, out, [self.var[i] for i in node.inputs])
 
@@ -248,26 +181,12 @@ def generate(graph: Graph, geometry: kernels.Geometry = kernels.FULL, gemm: str 
     if gemm not in GEMM_MODES:
         raise CompileError(f"cuda backend: GEMM mode {gemm!r} is not one of {', '.join(GEMM_MODES)}")
     em = Emitter(graph, gemm)
-    for node in sorted(graph.inputs, key=lambda n: n.attrs["index"]):
-        em.source_node(node)
-    for node in graph.params():
-        em.source_node(node)
-    outputs: list[str] = []
-    for node in graph.nodes:
-        if node.op in ("input", "param", "buffer"):
-            continue
-        if node.op == "output":
-            outputs = [em.var[n] for n in node.inputs]
-            continue
-        em.compute_node(node)
-    if not outputs:
-        raise CompileError(f"cuda backend: graph @{graph.name} has no output")
+    outputs = em.walk()
     ret = outputs[0] if len(outputs) == 1 else "(" + ", ".join(outputs) + ",)"
-    params = ["stream"] + em.params + [em.train[p] for p in em.train]
+    params = ["stream"] + em.signature()
     header = (f"# Generated by lazyfuse (cuda backend) for graph @{graph.name}.\n"
               "# One call of run() launches the whole graph's kernels on one stream.\n")
     run = [f"def run({', '.join(params)}):", *em.body, f"    return {ret}"]
     library = library_source(tuple(sorted(em.dtypes)), geometry, gemm)
     source = header + library + "\n\n" + "\n".join(run) + "\n"
-    args = [a for a in em.args if a[0] != "train"] + [("train", p) for p in em.train]
-    return Generated(source, args, len(outputs), running_stat_updates(graph))
+    return Generated(source, em.ordered_args(), len(outputs), running_stat_updates(graph))

@@ -283,8 +283,9 @@ def bn_merge(p_mean, p_m2, chunk, count, batch_stats, update, momentum, eps, pre
              gamma, beta, affine, rm, rv, nbt, scale, shift):
     """Per channel (one thread each): the batch mean and variance merged from the partials by
     Chan's formula in float64 (partial ``b`` holds ``min(chunk, count - b * chunk)`` values), the
-    running-stat update when ``update`` and the batch is not empty (unbiased variance; ``momentum < 0`` is ``momentum=None``:
-    factor 1 / (num_batches_tracked + 1), the count :func:`bn_apply` stores), and the coefficients
+    running-stat update when ``update`` and the batch is not empty (unbiased variance;
+    ``momentum < 0`` is ``momentum=None``: factor 1 / (num_batches_tracked + 1), the count
+    :func:`bn_apply` stores), and the coefficients
     ``scale``/``shift`` of y = v * scale + shift.  Without ``batch_stats`` the running stats are
     the statistics.  ``pre`` is a per-channel bias the values lack (a fused Linear's bias): it
     shifts the mean the running stats see and cancels in the output."""
