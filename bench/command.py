@@ -153,7 +153,7 @@ def _options_block(suites: list[str], options: Options) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Execute ``lazyfuse bench``; returns the exit status (1 for a regression with
     --fail-on-regression)."""
-    from . import compare, cpu_fused, report, roofline
+    from . import cpu_fused, report, roofline
     from .environment import environment, numba_threads
     from .progress import Progress
     from .session import Session
@@ -191,15 +191,8 @@ def run(args: argparse.Namespace) -> int:
         if peaks:
             print(report.peaks_line(peaks))
         report.print_rows(rows, session.skipped, error)
-        doc = report.document(opts, env, peaks, rows, session.skipped, error)
-        if old is not None and error is None:
-            result = compare.compare(old["rows"], rows)
-            doc["compare"] = {"against": str(args.compare), **result}
-            for line in compare.format_comparison(result, args.compare):
-                print(line)
-        if args.json:
-            report.save(doc, args.json)
-            print(f"wrote {args.json}", file=sys.stderr)
+        doc = report.compare_and_save(report.document(opts, env, peaks, rows, session.skipped, error),
+                                      old, args.compare, args.json)
     if args.plot:
         from . import plot
 

@@ -493,7 +493,6 @@ def throughput_line(row: dict[str, Any]) -> str:
 def _report(args: argparse.Namespace, opts: dict[str, Any], env: dict[str, Any], peaks: dict[str, Any] | None,
             session: Session, error: str | None, old: dict[str, Any] | None) -> dict[str, Any]:
     """Print the rows and their throughput, compare, save the JSON; returns the document."""
-    from . import compare
 
     rows = [finish_row(r, peaks) for r in session.rows]
     if peaks:
@@ -503,15 +502,8 @@ def _report(args: argparse.Namespace, opts: dict[str, Any], env: dict[str, Any],
     if lines:
         print("-- throughput (lazyfuse / baseline, > 1 = lazyfuse faster)")
         print("\n".join(lines))
-    doc = report.document(opts, env, peaks, rows, session.skipped, error)
-    if old is not None and error is None:
-        result = compare.compare(old["rows"], rows)
-        doc["compare"] = {"against": str(args.compare), **result}
-        for line in compare.format_comparison(result, args.compare):
-            print(line)
-    if args.json:
-        report.save(doc, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
+    doc = report.compare_and_save(report.document(opts, env, peaks, rows, session.skipped, error),
+                                  old, args.compare, args.json)
     return doc
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,20 @@ def document(options: dict[str, Any], env: dict[str, Any], peaks: dict[str, Any]
 def save(doc: dict[str, Any], path: str | Path) -> None:
     """Write ``doc`` as indented JSON."""
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def compare_and_save(doc: dict[str, Any], old: dict[str, Any] | None, compare_path: str | None,
+                     json_path: str | None) -> dict[str, Any]:
+    """A run's ``doc`` compared with the ``old`` run (the comparison printed and kept under
+    ``"compare"``; not for a run that failed) and written to ``json_path`` when given."""
+    from . import compare
+
+    if old is not None and doc.get("error") is None:
+        result = compare.compare(old["rows"], doc["rows"])
+        doc["compare"] = {"against": str(compare_path), **result}
+        for line in compare.format_comparison(result, compare_path):
+            print(line)
+    if json_path:
+        save(doc, json_path)
+        print(f"wrote {json_path}", file=sys.stderr)
+    return doc

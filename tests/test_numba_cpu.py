@@ -13,6 +13,7 @@ import copy
 
 import numpy as np
 import pytest
+from state_checks import assert_same_state
 
 import lazyfuse as lf
 from lazyfuse import nn
@@ -107,13 +108,7 @@ def _assert_outputs(got, want, dtype, **kw):
 
 
 def _assert_state(a, b, dtype):
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        if k.endswith("num_batches_tracked"):
-            assert int(sa[k]) == int(sb[k]), k
-        else:
-            np.testing.assert_allclose(sa[k], sb[k], err_msg=k, **TOL[dtype])
+    assert_same_state(a, b, **TOL[dtype])
 
 
 def test_source_is_one_module_with_one_run(zoo):

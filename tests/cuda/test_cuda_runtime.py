@@ -18,6 +18,7 @@ import threading
 import numpy as np
 import pytest
 from numba import cuda
+from state_checks import assert_same_state
 
 import lazyfuse as lf
 from lazyfuse import nn
@@ -57,13 +58,7 @@ def _snapshot(model):
 
 def _assert_same_state(a, b, dtype="float32"):
     """Two models' state dicts agree (num_batches_tracked exactly)."""
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        if k.endswith("num_batches_tracked"):
-            assert int(sa[k]) == int(sb[k]), k
-        else:
-            np.testing.assert_allclose(sa[k], sb[k], **TOL[dtype], err_msg=k)
+    assert_same_state(a, b, **TOL[dtype])
 
 
 def _assert_unchanged(model, before):

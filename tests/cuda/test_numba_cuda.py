@@ -8,6 +8,7 @@ import copy
 
 import numpy as np
 import pytest
+from state_checks import assert_same_state
 
 import lazyfuse as lf
 from lazyfuse import nn
@@ -26,13 +27,7 @@ def _batch(rng, shape, dtype, offset=0.0, scale=1.0):
 
 
 def _same_state(a: nn.Module, b: nn.Module, dtype: str) -> None:
-    sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        if k.endswith("num_batches_tracked"):
-            assert int(sa[k]) == int(sb[k]), k
-        else:
-            np.testing.assert_allclose(sa[k], sb[k], **TOL[dtype], err_msg=k)
+    assert_same_state(a, b, **TOL[dtype])
 
 
 def _steps(cm, ref, shape_of, dtype, batches=(33, 7, 65), eval_batches=(1, 7), offset=0.0, scale=1.0):
