@@ -29,7 +29,7 @@ def as_input(obj: Any, what: str) -> Any:
 
     A non-contiguous device array is an :class:`InputError` (the kernels index dense rows; copying
     it on the device is the caller's choice: ``.contiguous()``, ``cupy.ascontiguousarray``); so is a
-    torch tensor on another GPU than the current one."""
+    device array in the memory of another GPU than the current one."""
     if is_torch_tensor(obj):
         obj = obj.detach()  # torch refuses __cuda_array_interface__ on a tensor that requires grad
     if getattr(obj, "__cuda_ndarray__", False):
@@ -42,11 +42,31 @@ def as_input(obj: Any, what: str) -> Any:
         arr = cuda.as_cuda_array(obj)
     else:
         return np.asarray(obj)
+    owner = device_of(arr) if arr.size else None
+    if owner is not None and owner != cuda.get_current_device().id:
+        raise InputError(f"{what} is in the memory of GPU {owner}, and lazyfuse's cuda backend runs on GPU "
+                         f"{cuda.get_current_device().id}: copy it there first, or select GPU {owner} "
+                         "(numba.cuda.select_device) before compiling")
     if arr.size and not arr.is_c_contiguous():
         raise InputError(f"{what} is a non-contiguous device array (shape {tuple(arr.shape)}, strides "
                          f"{tuple(arr.strides)}); the cuda backend takes C-contiguous device arrays: make a "
                          "contiguous copy first (x.contiguous(), cupy.ascontiguousarray(x))")
     return arr
+
+
+def device_of(arr: Any) -> int | None:
+    """The GPU whose memory holds the device array ``arr``, as the CUDA driver says
+    (``CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL``); None where it cannot say (the simulator has no
+    pointers)."""
+    try:
+        from cuda.bindings import driver
+
+        pointer = arr.__cuda_array_interface__["data"][0]
+        err, ordinal = driver.cuPointerGetAttribute(
+            driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, pointer)
+        return int(ordinal) if int(err) == 0 else None
+    except Exception:  # an older driver binding, no interface: no check rather than a wrong one
+        return None
 
 
 def to_device(arr: np.ndarray, stream: Any) -> Any:
