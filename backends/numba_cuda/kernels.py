@@ -28,7 +28,7 @@ float64: Any = None
 SCALAR: Any = None
 # The launch geometry (tile sizes, threads per block) is a :class:`Geometry`; the generated module
 # defines its values under these names (FULL unless LAZYFUSE_CUDA_TILES=small).
-BM = BN = BK = TY = TX = TM = TN = LOADS = RED = ROWS2 = COLS2 = CHUNK2 = CHUNK3 = 0
+BM = BN = BMP = BK = TY = TX = TM = TN = LOADS = RED = ROWS2 = COLS2 = CHUNK2 = CHUNK3 = 0
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,20 @@ class Geometry:
         return self.TX * self.TN
 
     @property
+    def BMP(self) -> int:  # noqa: N802 - a shared tile row: BM plus one element of padding
+        return self.BM + 1
+
+    @property
     def LOADS(self) -> int:  # noqa: N802 - tile elements each thread loads per operand and step
         return self.BM * self.BK // (self.TY * self.TX)
+
+    def __post_init__(self) -> None:
+        # gemm loads both operands' tiles with one index (square tiles), each thread the same count;
+        # block_sum halves RED down to 1.
+        if self.BM != self.BN or self.LOADS * self.TY * self.TX != self.BM * self.BK:
+            raise ValueError(f"{self}: the GEMM needs BM == BN and BM * BK a multiple of TY * TX")
+        if self.RED & (self.RED - 1):
+            raise ValueError(f"{self}: RED must be a power of 2")
 
     def constants(self) -> dict[str, int]:
         """The module constants, by name."""
@@ -82,8 +94,10 @@ def gemm(x, w, out, mode, relu, bias, has_bias, gamma, beta, affine, rm, rv, eps
 
     No assumption of tile multiples: loads outside (M, K) / (C, K) read zeros, stores are masked.
     Every thread reaches every ``syncthreads`` (no early return), which the statistics need."""
-    xs = cuda.shared.array((BK, BM), SCALAR)
-    ws = cuda.shared.array((BK, BN), SCALAR)
+    # K-major tiles, each row padded by one element: consecutive threads store consecutive k of one
+    # row, which would otherwise all land in one shared-memory bank (a row stride of 64 words).
+    xs = cuda.shared.array((BK, BMP), SCALAR)
+    ws = cuda.shared.array((BK, BMP), SCALAR)
     acc = cuda.local.array((TM, TN), SCALAR)
     a = cuda.local.array(TM, SCALAR)
     b = cuda.local.array(TN, SCALAR)
@@ -418,5 +432,5 @@ def transpose2(x, out):
 DEVICE_FUNCTIONS = (tile_column_stats, block_sum)
 KERNELS = (bn_partials3, bn_partials2, bn_merge, bn_apply, bias_relu2, relu_flat, add4, transpose2)
 PER_DTYPE = (gemm,)
-CONSTANTS = ("BM", "BN", "BK", "TY", "TX", "TM", "TN", "LOADS", "RED", "ROWS2", "COLS2", "CHUNK2", "CHUNK3",
-             "EPI_BIAS", "EPI_EVAL_BN", "EPI_STATS")
+CONSTANTS = ("BM", "BN", "BMP", "BK", "TY", "TX", "TM", "TN", "LOADS", "RED", "ROWS2", "COLS2", "CHUNK2",
+             "CHUNK3", "EPI_BIAS", "EPI_EVAL_BN", "EPI_STATS")
