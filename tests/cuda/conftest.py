@@ -14,6 +14,9 @@ ON_GPU = os.environ.get("LAZYFUSE_CUDA_TESTS") == "gpu"
 if not (SIMULATOR or ON_GPU):
     collect_ignore_glob = ["test_*.py"]
 else:
+    # The tests pick the GEMM themselves: the Numba one unless a test says otherwise (on a GPU with
+    # CuPy the backend's default is cuBLAS; tests/cuda/test_numba_cuda.py checks that default too).
+    os.environ.setdefault("LAZYFUSE_CUDA_GEMM", "numba")
     # The simulator runs each CUDA thread as a Python thread and polls them from the launching one;
     # with the default 5 ms GIL switch interval a block waits on that polling far more than it computes.
     sys.setswitchinterval(2e-4)

@@ -213,6 +213,20 @@ def test_split_gemm_then_epilogue_kernels(monkeypatch, bn):
     _steps(cm, ref, lambda n: (n, 7), "float32", batches=(8, 3), eval_batches=evals)
 
 
+def test_cublas_split_matches_the_reference(monkeypatch):
+    """The default GEMM where CuPy is installed on a GPU: cuBLAS, then the epilogue kernels."""
+    import importlib.util
+
+    import numba
+
+    if numba.config.ENABLE_CUDASIM or importlib.util.find_spec("cupy") is None:
+        pytest.skip("cuBLAS needs CuPy and a GPU")
+    monkeypatch.setenv("LAZYFUSE_CUDA_GEMM", "cublas")
+    cm, ref = _pair(_mlp(33, 65, 7), lf.TensorSpec(("N", 33), "float32"))
+    assert "cublas_gemm(" in cm.source.split("def run(")[1]
+    _steps(cm, ref, lambda n: (n, 33), "float32")
+
+
 def test_gemm_mode_choice(monkeypatch):
     import importlib.util
 
