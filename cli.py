@@ -107,8 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     what = dump.add_mutually_exclusive_group()
     what.add_argument("--summary", action="store_true",
                       help="per-layer output shapes and parameter counts, before any allocation")
-    what.add_argument("--backend-source", action="store_true",
-                      help="print the Numba code the cpu backend generates for the optimized graph")
+    what.add_argument("--backend-source", nargs="?", const="cpu", choices=("cpu", "cuda"), default=None,
+                      metavar="BACKEND",
+                      help="print the Numba code the cpu (default) or cuda backend generates for the "
+                           "optimized graph (cuda: without compiling it, no GPU needed)")
 
     viz = sub.add_parser("viz", help="draw a model's graph (.svg .png .html .dot)", formatter_class=fmt,
                          description="Trace MODEL on the --input specs and draw its graph.",
@@ -188,7 +190,7 @@ def _print_after(args: argparse.Namespace, stage: str) -> set[str] | str:
     return names
 
 
-def _load(args: argparse.Namespace, stage: str, backend_source: bool = False):
+def _load(args: argparse.Namespace, stage: str, backend_source: bool | str = False):
     from lazyfuse.viz.stages import build_stage
 
     print_after = _print_after(args, stage)
@@ -210,7 +212,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
         if args.stage not in (None, "optimized"):
             raise UsageError("--backend-source shows the optimized graph's code; drop --stage or use "
                              "--stage optimized")
-        print(_load(args, "optimized", backend_source=True).source, end="")
+        print(_load(args, "optimized", backend_source=args.backend_source).source, end="")
         return 0
     stage = args.stage or "inferred"
     if args.mark_dims and args.format != "text":

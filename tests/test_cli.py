@@ -202,6 +202,16 @@ def test_dump_backend_source(work: Path) -> None:
     assert "@njit" in r.stdout and "def run(" in r.stdout
 
 
+def test_dump_cuda_backend_source_needs_no_gpu(work: Path) -> None:
+    pytest.importorskip("numba_cuda")
+    r = run("dump", "tiny.py:Tiny", "--input", "N,8", "--backend-source", "cuda", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert "@cuda.jit(cache=True)" in r.stdout and "def run(stream, " in r.stdout
+    assert "fused_linear_bn_relu" in r.stdout or "fused_linear_relu" in r.stdout
+    bad = run("dump", "tiny.py:Tiny", "--input", "N,8", "--backend-source", "tpu", cwd=work)
+    assert bad.returncode == 2 and "invalid choice: 'tpu'" in bad.stderr
+
+
 @needs_graphviz
 def test_viz_svg_png_html(work: Path) -> None:
     r = run("viz", "tiny.py:Tiny", "--input", "N,8", "-o", "g.svg", cwd=work)

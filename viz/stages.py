@@ -46,8 +46,9 @@ class StageResult:
 
 
 def build_stage(model: Module, specs: Sequence[TensorSpec], stage: str = "inferred",
-                print_after: set[str] | str = frozenset(), backend_source: bool = False) -> StageResult:
-    """Trace ``model`` on ``specs`` and run the passes up to ``stage`` (printing after some)."""
+                print_after: set[str] | str = frozenset(), backend_source: bool | str = False) -> StageResult:
+    """Trace ``model`` on ``specs`` and run the passes up to ``stage`` (printing after some);
+    ``backend_source`` (True: ``"cpu"``, or ``"cuda"``) also generates that backend's code."""
     from lazyfuse.api import compile as lf_compile
     from lazyfuse.frontends.trace import trace
     from lazyfuse.passes.manager import PassContext, run_passes
@@ -58,6 +59,13 @@ def build_stage(model: Module, specs: Sequence[TensorSpec], stage: str = "inferr
     if backend_source:
         if stage != "optimized":
             raise ValueError("the backend source exists only for the optimized stage")
+        if backend_source == "cuda":  # the code, without compiling it: no GPU needed
+            from lazyfuse.backends.numba_cuda import backend as cuda_backend
+            from lazyfuse.backends.numba_cuda.codegen import generate
+
+            graph = run_passes(traced.copy(), stage_passes(stage, "cuda"), ctx)
+            source = generate(graph, cuda_backend.default_geometry(), cuda_backend.default_gemm()).source
+            return StageResult(stage, traced, graph, passes, source)
         cm = lf_compile(model, *specs, backend="cpu", ctx=ctx)
         return StageResult(stage, traced, cm.graph, passes, cm.source)
     graph = run_passes(traced.copy(), passes, ctx) if passes else traced
