@@ -243,3 +243,15 @@ def test_gemm_mode_choice(monkeypatch):
     monkeypatch.setenv("LAZYFUSE_CUDA_GEMM", "magma")
     with pytest.raises(lf.CompileError, match="LAZYFUSE_CUDA_GEMM must be one of numba, cublas, numba-split"):
         lf.compile(nn.Linear(2, 2), spec, backend="cuda")
+
+
+def test_generated_host_driver_is_golden():
+    """The host driver of Linear -> BatchNorm1d -> ReLU, line for line (tests/cuda/golden_*.txt): the
+    launches per mode, the buffers, the operands in each kernel's argument order."""
+    from pathlib import Path
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU())
+    cm = lf.compile(model, lf.TensorSpec(("N", 4), "float32"), backend="cuda")
+    got = "def run(" + cm.source.split("def run(")[1]
+    want = (Path(__file__).parent / "golden_linear_bn_relu_run.txt").read_text()
+    assert got == want
