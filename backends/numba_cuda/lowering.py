@@ -126,7 +126,7 @@ class BatchNormOperands:
             self.flag = em.flag(node)
         else:
             self.rm = self.rv = em.dummy(t)
-            self.nbt = "dummy(np.int64)"
+            self.nbt = em.dummy(dtype="int64")
             self.flag = None
         momentum = a.get("momentum", 0.1)
         self.momentum = "-1.0" if momentum is None else repr(float(momentum))
@@ -169,7 +169,7 @@ def lower_linear_bn(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
         _batch_norm(em, node, bn, out, out, bias, has_bias)
         return
     gemm = f"{em.gemm(t)}[(blocks({rows}, BM), blocks({cols}, BN)), GEMM_BLOCK, stream]"
-    d, d2 = em.dummy(t), em.dummy(None, 2)
+    d = em.dummy(t)
     with bn.mode(em):
         p_mean, p_m2 = em.temp(f"{out}_p_mean"), em.temp(f"{out}_p_m2")
         for p in (p_mean, p_m2):
@@ -180,6 +180,7 @@ def lower_linear_bn(em: Emitter, node: Node, out: str, ins: list[str]) -> None:
         bn.merge_and_apply(em, node, out, view, view, cols, f"{p_mean}, {p_m2}, BM, {rows}", bias, has_bias,
                            True)
     if bn.track:
+        d2 = em.dummy(None, 2)
         with em.block("else:"):
             em.emit(f"{gemm}({ins[0]}, {ins[1]}, {out}, EPI_EVAL_BN, {bn.relu}, {bias}, {has_bias}, "
                     f"{bn.gamma}, {bn.beta}, {bn.affine}, {bn.rm}, {bn.rv}, {bn.eps}, {d2}, {d2})")
